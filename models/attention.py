@@ -1,0 +1,113 @@
+"""Quasi-linear attention (QLA, VISTA appendix B) and the references it is checked against.
+
+For history and seed rows S:  O[S] = phi(Q[S]) (phi(K[S])^T V[S]),  phi = SiLU,
+no row normalisation, no mask over the history (bidirectional). The state
+phi(K)^T V is one (head_dim x head_dim) matrix per head, so cost is O(N d^2) and a
+history can be folded into the state chunk by chunk. Because the state is a sum over
+N rows, its scale grows with N; each head's output goes through a parameter-free
+RMS norm (as TransNormer's NormAttention) so that the next layer sees the same scale
+for 100 events as for 1,000,000.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+RMS_EPS = 1e-6
+
+
+def feature_map(x: torch.Tensor) -> torch.Tensor:
+    return F.silu(x)
+
+
+def qla_state(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Sum over rows of phi(k)^T v.  k, v: (B, H, T, hd); mask: (B, T) -> (B, H, hd, hd)."""
+    phi_k = feature_map(k)
+    if mask is not None:
+        phi_k = phi_k * mask[:, None, :, None].to(phi_k.dtype)
+    return torch.einsum("bhtd,bhte->bhde", phi_k, v)
+
+
+def qla_read(q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """phi(q) @ state, RMS-normalised per head.  q: (B, H, T, hd) -> (B, H, T, hd)."""
+    out = torch.einsum("bhtd,bhde->bhte", feature_map(q), state)
+    return out * torch.rsqrt(out.pow(2).mean(-1, keepdim=True) + RMS_EPS)
+
+
+def qla_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The same attention computed directly with the (T x T) score matrix: O(T^2 d)."""
+    scores = feature_map(q) @ feature_map(k).transpose(-1, -2)  # (B, H, T, T)
+    if mask is not None:
+        scores = scores * mask[:, None, None, :].to(scores.dtype)
+    out = scores @ v
+    return out * torch.rsqrt(out.pow(2).mean(-1, keepdim=True) + RMS_EPS)
+
+
+def softmax_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Plain softmax attention over the same rows, for small T (quality comparisons)."""
+    bool_mask = None if mask is None else mask[:, None, None, :].bool()
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bool_mask)
+
+
+class QuasiLinearAttention(nn.Module):
+    """Multi-head QLA split into its two halves, so that a caller can fold long
+    histories into the state chunk by chunk before reading it."""
+
+    def __init__(self, dim: int, n_heads: int) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.head_dim = dim // n_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # each (B, T, D)
+        return self._split(q), self._split(k), self._split(v)
+
+    def state(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        _, k, v = self.qkv_heads(x)
+        return qla_state(k, v, mask)  # (B, H, hd, hd)
+
+    def read(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        q, _, _ = self.qkv_heads(x)
+        out = qla_read(q, state)  # (B, H, T, hd)
+        B, _, T, _ = out.shape
+        return self.proj(out.transpose(1, 2).reshape(B, T, -1))  # (B, T, D)
+
+
+class TargetAttentionHead(nn.Module):
+    """Each candidate attends over a short token sequence; an MLP scores
+    [candidate, context, candidate * context]."""
+
+    def __init__(self, dim: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.query = nn.Linear(dim, dim, bias=False)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.mlp = nn.Sequential(nn.Linear(3 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(
+        self, candidates: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """candidates: (B, C, D), tokens: (B, K, D), token_mask: (B, K) -> logits (B, C)."""
+        scores = self.query(candidates) @ self.key(tokens).transpose(1, 2) * self.scale  # (B, C, K)
+        if token_mask is not None:
+            scores = scores.masked_fill(~token_mask[:, None, :].bool(), float("-inf"))
+        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # all-masked rows -> 0
+        context = weights @ tokens  # (B, C, D)
+        features = torch.cat([candidates, context, candidates * context], dim=-1)
+        return self.mlp(features).squeeze(-1)  # (B, C)

@@ -1,0 +1,140 @@
+"""Delta tables on the lake: read and write with delta-rs, from Arrow or from Spark.
+
+JVM Spark cannot load the Delta jars offline, so Spark never talks Delta itself:
+- to read, it gets the parquet files of a snapshot from the Delta log
+  (``DeltaTable.file_uris()``), never the folder, which also holds removed files;
+- to write, executors write plain parquet into a staging folder, the driver moves
+  the files into the partition folder and commits them as one Delta transaction
+  that replaces exactly that partition. A crash before the commit leaves the table
+  at its last version; the stray files are invisible to readers (vacuum removes them).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import Schema as DeltaSchema
+from deltalake.transaction import AddAction, create_table_with_add_actions
+
+
+class TableNotFoundError(FileNotFoundError):
+    """A Delta table that a step needs has not been written yet."""
+
+
+def table_exists(path: Path) -> bool:
+    return DeltaTable.is_deltatable(str(path))
+
+
+def open_table(path: Path, version: int | None = None) -> DeltaTable:
+    if not table_exists(path):
+        raise TableNotFoundError(f"Delta table {path} does not exist (run the step that writes it)")
+    return DeltaTable(str(path), version=version)
+
+
+def read_arrow(path: Path, version: int | None = None, filters=None, columns=None) -> pa.Table:
+    return open_table(path, version).to_pyarrow_table(filters=filters, columns=columns)
+
+
+def table_version(path: Path) -> int | None:
+    return open_table(path).version() if table_exists(path) else None
+
+
+def write_arrow(
+    path: Path,
+    data: pa.Table,
+    partition_by: list[str] | None = None,
+    mode: str = "append",
+    replace_where: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Write an Arrow table as one Delta commit; ``replace_where`` replaces matching rows."""
+    path.mkdir(parents=True, exist_ok=True)
+    write_deltalake(
+        str(path),
+        data,
+        partition_by=partition_by,
+        mode="overwrite" if replace_where else mode,
+        predicate=replace_where,
+        commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None,
+    )
+    return DeltaTable(str(path)).version()
+
+
+def spark_read(spark, path: Path, version: int | None = None):
+    """A Spark DataFrame over one Delta snapshot (partition columns included)."""
+    table = open_table(path, version)
+    uris = table.file_uris()
+    schema = pa.schema(table.schema().to_arrow())
+    if not uris:
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        return spark.createDataFrame([], from_arrow_schema(schema))
+    return spark.read.option("basePath", table.table_uri).parquet(*uris)
+
+
+def _add_action(root: Path, file: Path, partition_values: dict[str, str]) -> AddAction:
+    meta = pq.read_metadata(file)
+    stat = file.stat()
+    return AddAction(
+        path=file.relative_to(root).as_posix(),
+        size=stat.st_size,
+        partition_values=partition_values,
+        modification_time=int(stat.st_mtime * 1000),
+        data_change=True,
+        stats=json.dumps({"numRecords": meta.num_rows}),
+    )
+
+
+def spark_replace_partition(
+    df, path: Path, partition_col: str, partition_value: str, metadata: dict[str, str] | None = None
+) -> int:
+    """Write ``df`` (without ``partition_col``) as partition ``partition_value``, atomically.
+
+    Rerunning with the same data leaves the table's content unchanged.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex
+    staging = path / "_staging" / run_id
+    df.write.mode("errorifexists").parquet(str(staging))
+    partition_dir = path / f"{partition_col}={partition_value}"
+    partition_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for src in sorted(staging.glob("*.parquet")):
+        dest = partition_dir / f"{run_id}-{src.name}"
+        src.rename(dest)
+        files.append(dest)
+    shutil.rmtree(staging, ignore_errors=True)
+    part_values = {partition_col: partition_value}
+    actions = [_add_action(path, f, part_values) for f in files]
+    data_schema = (
+        pq.read_schema(files[0]) if files else _arrow_schema_of_spark(df.schema)
+    ).remove_metadata()
+    schema = DeltaSchema.from_arrow(data_schema.append(pa.field(partition_col, pa.string())))
+    props = CommitProperties(custom_metadata=metadata) if metadata else None
+    if not table_exists(path):
+        create_table_with_add_actions(
+            str(path), schema, actions, mode="append", partition_by=[partition_col],
+            commit_properties=props,
+        )  # fmt: skip
+    else:
+        DeltaTable(str(path)).create_write_transaction(
+            actions,
+            mode="overwrite",
+            schema=schema,
+            partition_by=[partition_col],
+            partition_filters=[(partition_col, "=", partition_value)],
+            commit_properties=props,
+        )
+    return DeltaTable(str(path)).version()
+
+
+def _arrow_schema_of_spark(spark_schema) -> pa.Schema:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(spark_schema)

@@ -1,0 +1,91 @@
+"""Great Expectations suites as code, one per table, and the frames they run on.
+
+Array columns (summary tokens) are checked through derived scalar columns
+(length, all-finite flag, L2 norm), which GX's column expectations can read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import great_expectations as gx
+import numpy as np
+import pandas as pd
+
+from datasets.synthetic import EVENT_TYPES
+
+# an L2 norm above this per token means the summarizer blew up
+MAX_TOKEN_NORM = 1e3
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    critical: bool  # a failing critical suite stops the pipeline; others warn
+    expectations: list
+
+
+def events_suite(now: dt.datetime) -> SuiteSpec:
+    E = gx.expectations
+    return SuiteSpec(
+        name="events",
+        critical=True,
+        expectations=[
+            E.ExpectTableRowCountToBeBetween(min_value=1),
+            *(E.ExpectColumnValuesToNotBeNull(column=c) for c in
+              ("user_id", "item_id", "event_type", "event_timestamp")),
+            E.ExpectColumnValuesToBeBetween(column="user_id", min_value=0),
+            E.ExpectColumnValuesToBeBetween(column="item_id", min_value=0),
+            E.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
+            E.ExpectColumnValuesToBeBetween(
+                column="event_timestamp_s", min_value=0, max_value=int(now.timestamp())
+            ),
+        ],
+    )  # fmt: skip
+
+
+def summaries_suite(n_tokens: int, token_dim: int) -> SuiteSpec:
+    E = gx.expectations
+    width = n_tokens * token_dim
+    return SuiteSpec(
+        name="user_summaries",
+        critical=True,
+        expectations=[
+            E.ExpectTableRowCountToBeBetween(min_value=1),
+            E.ExpectColumnValuesToNotBeNull(column="user_id"),
+            E.ExpectColumnValuesToBeUnique(column="user_id"),
+            E.ExpectColumnValuesToNotBeNull(column="summarizer_version"),
+            E.ExpectColumnValuesToBeBetween(column="summary_length", min_value=width,
+                                            max_value=width),
+            E.ExpectColumnValuesToBeInSet(column="summary_all_finite", value_set=[True]),
+            E.ExpectColumnValuesToBeBetween(column="summary_token_norm", min_value=0,
+                                            max_value=MAX_TOKEN_NORM),
+            E.ExpectColumnValuesToBeBetween(column="history_length", min_value=0),
+        ],
+    )  # fmt: skip
+
+
+def events_frame(events: pd.DataFrame) -> pd.DataFrame:
+    ts = events["event_timestamp"]
+    seconds = (ts.astype("int64") // 10**9) if len(ts) else ts.astype("int64")
+    # null timestamps become NaN seconds so the range check skips them; not-null catches them
+    seconds = seconds.where(ts.notna())
+    return events.assign(event_timestamp_s=seconds)
+
+
+def summaries_frame(summaries: pd.DataFrame, n_tokens: int) -> pd.DataFrame:
+    vectors = summaries["summary"].to_numpy()
+    lengths = np.array([len(v) if v is not None else -1 for v in vectors])
+    finite = np.array([v is not None and bool(np.isfinite(v).all()) for v in vectors])
+    norms = np.array(
+        [
+            float(np.linalg.norm(np.nan_to_num(np.asarray(v), posinf=1e30)) / np.sqrt(n_tokens))
+            if v is not None
+            else np.nan
+            for v in vectors
+        ]
+    )
+    return summaries.drop(columns=["summary"]).assign(
+        summary_length=lengths, summary_all_finite=finite, summary_token_norm=norms
+    )

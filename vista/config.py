@@ -1,0 +1,217 @@
+"""The one place configuration lives.
+
+A profile is a YAML file in ``conf/``; every profile other than ``local`` is laid
+over ``local.yaml``, and environment variables ``VISTA__<SECTION>__<FIELD>`` are laid
+over that. The result is validated here, before any work starts, so a bad value
+fails with the field's dotted name and its allowed range.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = PROJECT_ROOT / "conf"
+ENV_PREFIX = "VISTA__"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Section):
+    state: Path = Field(Path(".state"), description="local state: Airflow, Feast, GX")
+    lake: Path = Field(Path(".state/lake"), description="root folder of the Delta tables")
+    reports: Path = Field(Path("reports"), description="run reports, one folder per run")
+
+    def resolved(self, root: Path) -> PathsConfig:
+        def absolute(p: Path) -> Path:
+            return p if p.is_absolute() else (root / p).resolve()
+
+        return PathsConfig(
+            state=absolute(self.state), lake=absolute(self.lake), reports=absolute(self.reports)
+        )
+
+    def table(self, name: str) -> Path:
+        return self.lake / name
+
+
+class SparkConfig(_Section):
+    master: str = Field("local[2]", description="Spark master URL")
+    shuffle_partitions: Annotated[int, Field(ge=1, le=100_000)] = 4
+    driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
+    arrow_batch_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 64
+
+
+class GeneratorConfig(_Section):
+    """Synthetic lifelong data with a known click probability (the oracle)."""
+
+    n_users: Annotated[int, Field(ge=10, le=10_000_000)] = 2000
+    n_items: Annotated[int, Field(ge=20, le=100_000_000)] = 5000
+    n_clusters: Annotated[int, Field(ge=2, le=100_000)] = 50
+    interests_per_user: Annotated[int, Field(ge=1, le=32)] = 6
+    min_history: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    max_history: Annotated[int, Field(ge=1, le=1_000_000)] = 50_000
+    activity_alpha: Annotated[float, Field(gt=0.1, le=10.0)] = 1.1
+    heavy_users: Annotated[int, Field(ge=0, le=1000)] = 2
+    history_days: Annotated[int, Field(ge=1, le=3650)] = 120
+    impression_days: Annotated[int, Field(ge=2, le=60)] = 3
+    impressions_per_user: Annotated[int, Field(ge=1, le=10_000)] = 24
+    start_date: dt.date = dt.date(2026, 7, 1)
+    seed: Annotated[int, Field(ge=0)] = 7
+
+    @model_validator(mode="after")
+    def _ranges_consistent(self) -> GeneratorConfig:
+        if self.min_history > self.max_history:
+            raise ValueError(
+                f"min_history ({self.min_history}) must be <= max_history ({self.max_history})"
+            )
+        if self.n_clusters > self.n_items:
+            raise ValueError(f"n_clusters ({self.n_clusters}) must be <= n_items ({self.n_items})")
+        if self.heavy_users > self.n_users:
+            raise ValueError(f"heavy_users ({self.heavy_users}) must be <= n_users")
+        return self
+
+    @property
+    def cutoff(self) -> dt.datetime:
+        """End of the event history; impressions start here."""
+        start = dt.datetime.combine(self.start_date, dt.time(), tzinfo=dt.UTC)
+        return start + dt.timedelta(days=self.history_days)
+
+
+class HistoriesConfig(_Section):
+    max_history: Annotated[int, Field(ge=1, le=10_000_000)] = 1_000_000
+
+
+class SummarizerConfig(_Section):
+    """Sizes of the VISTA summarizer (paper: 128 seeds, 3 layers, dim 256)."""
+
+    n_seeds: Annotated[int, Field(ge=1, le=4096)] = 16
+    dim: Annotated[int, Field(ge=4, le=4096)] = 32
+    n_layers: Annotated[int, Field(ge=1, le=32)] = 2
+    n_heads: Annotated[int, Field(ge=1, le=64)] = 2
+    vocab_size: Annotated[int, Field(ge=2, le=100_000_000)] = 8192
+    category_vocab_size: Annotated[int, Field(ge=2, le=10_000_000)] = 1024
+    age_buckets: Annotated[int, Field(ge=2, le=256)] = 16
+    chunk_size: Annotated[int, Field(ge=16, le=10_000_000)] = 8192
+    train_steps: Annotated[int, Field(ge=1, le=10_000_000)] = 300
+    train_users_per_step: Annotated[int, Field(ge=1, le=100_000)] = 32
+    train_max_events: Annotated[int, Field(ge=8, le=10_000_000)] = 2048
+    lr: Annotated[float, Field(gt=0, le=1.0)] = 3e-3
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> SummarizerConfig:
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
+
+class RankerConfig(_Section):
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 4
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 512
+    lr: Annotated[float, Field(gt=0, le=1.0)] = 3e-3
+    dim: Annotated[int, Field(ge=4, le=4096)] = 32
+    eval_days: Annotated[int, Field(ge=1, le=365)] = 1
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class FeaturesConfig(_Section):
+    materialize_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+
+class VistaConfig(_Section):
+    profile: str = "local"
+    paths: PathsConfig = PathsConfig()
+    spark: SparkConfig = SparkConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    histories: HistoriesConfig = HistoriesConfig()
+    summarizer: SummarizerConfig = SummarizerConfig()
+    ranker: RankerConfig = RankerConfig()
+    features: FeaturesConfig = FeaturesConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"profile file {path} does not exist (known profiles: {known})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(config)"
+        got = err.get("input")
+        got_text = "" if isinstance(got, dict) else f" = {got!r}"
+        lines.append(f"{field}{got_text}: {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def build_config(data: dict[str, Any], root: Path = PROJECT_ROOT) -> VistaConfig:
+    """Validate a raw mapping; relative paths are taken relative to ``root``."""
+    try:
+        cfg = VistaConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    return cfg.model_copy(update={"paths": cfg.paths.resolved(root)})
+
+
+def load_config(
+    profile: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    conf_dir: Path = CONF_DIR,
+    environ: dict[str, str] | None = None,
+) -> VistaConfig:
+    """Load a profile (default: $VISTA_PROFILE or ``local``), then env, then ``overrides``."""
+    environ = dict(os.environ if environ is None else environ)
+    profile = profile or environ.get("VISTA_PROFILE", "local")
+    data = _read_yaml(conf_dir / "local.yaml")
+    if profile != "local":
+        data = _deep_merge(data, _read_yaml(conf_dir / f"{profile}.yaml"))
+    data = _deep_merge(data, _env_overrides(environ))
+    data = _deep_merge(data, overrides or {})
+    data["profile"] = profile
+    return build_config(data, root=conf_dir.parent)

@@ -1,0 +1,105 @@
+"""Feast: apply the feature repo, build point-in-time training sets, materialize, serve.
+
+The repo in ``feature_repo/`` is plain Feast (``feast -c feature_repo apply`` works
+after ``eval "$(vista env)"``); this module points it at the configured state and
+lake folders and calls the same SDK.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from vista.config import PROJECT_ROOT, VistaConfig
+
+FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+FEATURE_SERVICE = "ranker_v1"
+SUMMARY_VIEW = "user_summary_v1"
+REPO_MODULES = ("entities", "data_sources", "feature_views", "feature_services")
+
+
+def feast_environment(cfg: VistaConfig) -> dict[str, str]:
+    """Environment variables that feature_store.yaml and the repo's sources read."""
+    return {
+        "VISTA_FEAST_DIR": str(cfg.paths.state / "feast"),
+        "VISTA_LAKE_DIR": str(cfg.paths.lake),
+        "VISTA_SUMMARY_TOKENS": str(cfg.summarizer.n_seeds),
+        "VISTA_SUMMARY_DIM": str(cfg.summarizer.dim),
+        "FEAST_USAGE": "False",
+    }
+
+
+def _use_bundled_duckdb_delta() -> None:
+    """DuckDB would download its delta extension at first use; the duckdb-ext-delta
+    wheel ships it, so point the DuckDB connection that Feast (through ibis) uses there."""
+    import duckdb_ext
+    import ibis
+
+    ext_dir = Path(duckdb_ext.__path__[0]) / "extensions"
+    ibis.set_backend(ibis.duckdb.connect(extension_directory=str(ext_dir)))
+
+
+def feature_store(cfg: VistaConfig):
+    os.environ.update(feast_environment(cfg))
+    (cfg.paths.state / "feast").mkdir(parents=True, exist_ok=True)
+    from feast import FeatureStore
+
+    _use_bundled_duckdb_delta()
+    return FeatureStore(repo_path=str(FEATURE_REPO))
+
+
+def repo_objects(cfg: VistaConfig) -> list:
+    """The repo's Feast objects, imported fresh so they see this config's paths."""
+    os.environ.update(feast_environment(cfg))
+    if str(FEATURE_REPO) not in sys.path:
+        sys.path.insert(0, str(FEATURE_REPO))
+    modules = []
+    for name in REPO_MODULES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", "").startswith(str(FEATURE_REPO)):
+            modules.append(importlib.reload(module))
+        else:
+            modules.append(importlib.import_module(name))
+    entities, sources, views, services = modules
+    return [
+        entities.user,
+        sources.user_summaries_source,
+        views.user_summary_v1,
+        services.ranker_v1,
+    ]
+
+
+def apply_repo(cfg: VistaConfig):
+    store = feature_store(cfg)
+    store.apply(repo_objects(cfg))
+    return store
+
+
+def training_frame(store, entity_df: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time join: each row sees the newest summary stamped at or before it."""
+    job = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service(FEATURE_SERVICE)
+    )
+    return job.to_df()
+
+
+def materialize(store, end: dt.datetime, start: dt.datetime | None = None) -> None:
+    if start is None:
+        store.materialize_incremental(end_date=end)
+    else:
+        store.materialize(start_date=start, end_date=end)
+
+
+def online_summaries(store, user_ids: list[int]) -> dict[str, list]:
+    features = [
+        f"{SUMMARY_VIEW}:{name}" for name in ("summary", "history_length", "summarizer_version")
+    ]
+    response = store.get_online_features(
+        features=features, entity_rows=[{"user_id": int(u)} for u in user_ids]
+    )
+    return response.to_dict()

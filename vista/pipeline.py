@@ -1,0 +1,367 @@
+"""The pipeline's steps: each one call that the DAG, the CLI and the tests make alike.
+
+events -> histories -> summaries -> features -> ranker -> report
+
+Every step reads and writes the partition of its ``as_of`` date only, and writes
+each Delta table in one commit, so a rerun for the same date changes nothing and a
+failed step leaves every table at its last committed version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from spark_jobs import lake
+from vista.config import VistaConfig
+
+EVENTS = "events"
+IMPRESSIONS = "impressions"
+HISTORIES = "user_histories"
+SUMMARIES = "user_summaries"
+GENERATOR_META_KEY = "vista.generator"
+
+
+# ---------------------------------------------------------------- dates and folders
+def as_of_datetime(as_of: str | dt.date | dt.datetime) -> dt.datetime:
+    """Snapshots are taken at midnight UTC of the run date."""
+    if isinstance(as_of, str):
+        try:
+            as_of = dt.date.fromisoformat(as_of[:10])
+        except ValueError:
+            raise ValueError(f"as_of must be a date like 2026-10-29, got {as_of!r}") from None
+    if isinstance(as_of, dt.datetime):
+        as_of = as_of.astimezone(dt.UTC).date()
+    return dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+
+
+def default_as_of(cfg: VistaConfig) -> str:
+    """The generator's cutoff: the run date that makes the default data set useful."""
+    return cfg.generator.cutoff.date().isoformat()
+
+
+def report_dir(cfg: VistaConfig, as_of: dt.datetime) -> Path:
+    return cfg.paths.reports / as_of.date().isoformat()
+
+
+def checkpoint_dir(cfg: VistaConfig) -> Path:
+    return cfg.paths.state / "models" / "summarizer"
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+    return path
+
+
+def _spark(cfg: VistaConfig):
+    from spark_jobs.session import spark_session
+
+    return spark_session(cfg.spark)
+
+
+# ---------------------------------------------------------------- 1. data
+def generate_data(cfg: VistaConfig, force: bool = False) -> dict[str, Any]:
+    """Write the synthetic ``events`` and ``impressions`` tables, unless tables made
+    with the same generator settings are already there."""
+    from datasets.synthetic import EVENTS_SCHEMA, generate
+
+    fingerprint = json.dumps(cfg.generator.model_dump(mode="json"), sort_keys=True)
+    events_path, impressions_path = cfg.paths.table(EVENTS), cfg.paths.table(IMPRESSIONS)
+    if not force and lake.table_exists(events_path) and lake.table_exists(impressions_path):
+        last = lake.open_table(impressions_path).history(1)[0]
+        if last.get(GENERATOR_META_KEY) == fingerprint:
+            return {"generated": False, "reason": "tables exist with the same settings"}
+    started = time.perf_counter()
+    impressions: list[pa.Table] = []
+    counts = {"events": 0}
+
+    def event_batches():
+        for events, imps in generate(cfg.generator):
+            impressions.append(imps)
+            counts["events"] += events.num_rows
+            yield from events.to_batches()
+
+    reader = pa.RecordBatchReader.from_batches(EVENTS_SCHEMA, event_batches())
+    meta = {GENERATOR_META_KEY: fingerprint}
+    lake.write_arrow(events_path, reader, ["event_date"], mode="overwrite", metadata=meta)
+    imps = pa.concat_tables(impressions)
+    # impressions last: their commit marks the data set complete
+    lake.write_arrow(impressions_path, imps, ["impression_date"], mode="overwrite", metadata=meta)
+    return {
+        "generated": True,
+        "events": counts["events"],
+        "impressions": imps.num_rows,
+        "users": cfg.generator.n_users,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+    from validation.checkpoints import run_suite
+    from validation.suites import events_frame, events_suite
+
+    events = lake.read_arrow(cfg.paths.table(EVENTS)).to_pandas()
+    outcome = run_suite(
+        events_suite(now=dt.datetime.now(dt.UTC)), events_frame(events), report_dir(cfg, as_of)
+    )
+    return outcome.to_dict()
+
+
+# ---------------------------------------------------------------- 2. histories
+def build_histories(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+    from spark_jobs.histories import PARTITION_COL, build_user_histories
+
+    spark = _spark(cfg)
+    events = lake.spark_read(spark, cfg.paths.table(EVENTS))
+    histories = build_user_histories(events, as_of, cfg.histories.max_history)
+    version = lake.spark_replace_partition(
+        histories, cfg.paths.table(HISTORIES), PARTITION_COL, as_of.date().isoformat()
+    )
+    stats = _partition_stats(cfg.paths.table(HISTORIES), as_of)
+    return {"table_version": version, **stats}
+
+
+def _partition_filter(as_of: dt.datetime) -> list[tuple[str, str, str]]:
+    return [("as_of_date", "=", as_of.date().isoformat())]
+
+
+def _partition_stats(path: Path, as_of: dt.datetime) -> dict[str, Any]:
+    lengths = lake.read_arrow(path, filters=_partition_filter(as_of), columns=["history_length"])
+    values = lengths.column("history_length").to_numpy()
+    return {
+        "users": len(values),
+        "events": int(values.sum()),
+        "max_history_length": int(values.max()) if len(values) else 0,
+    }
+
+
+def read_histories(cfg: VistaConfig, as_of: dt.datetime) -> pd.DataFrame:
+    table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=_partition_filter(as_of))
+    if table.num_rows == 0:
+        raise lake.TableNotFoundError(
+            f"no histories for as_of {as_of.date()}: run build_histories for that date first"
+        )
+    return table.to_pandas()
+
+
+# ---------------------------------------------------------------- 3. summarizer
+def impression_windows(cfg: VistaConfig, as_of: dt.datetime) -> tuple[list[str], list[str]]:
+    """Impression dates on or after ``as_of``: all but the last ``eval_days`` train,
+    the last ``eval_days`` evaluate (a later time window)."""
+    dates = sorted(lake.open_table(cfg.paths.table(IMPRESSIONS)).partitions(), key=str)
+    days = sorted(
+        {p["impression_date"] for p in dates if p["impression_date"] >= str(as_of.date())}
+    )
+    if len(days) <= cfg.ranker.eval_days:
+        raise ValueError(
+            f"need more than ranker.eval_days={cfg.ranker.eval_days} impression days on or "
+            f"after {as_of.date()}, found {days}"
+        )
+    return days[: -cfg.ranker.eval_days], days[-cfg.ranker.eval_days :]
+
+
+def read_impressions(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
+    table = lake.read_arrow(cfg.paths.table(IMPRESSIONS), filters=[("impression_date", "in", days)])
+    return table.to_pandas()
+
+
+def train_summarizer(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True) -> dict:
+    """Train the source model on the training window; save the frozen summarizer."""
+    from models.summarizer import save_checkpoint
+    from models.train_summarizer import train_summarizer as fit
+
+    train_days, _ = impression_windows(cfg, as_of)
+    histories = read_histories(cfg, as_of)
+    impressions = read_impressions(cfg, train_days)
+    started = time.perf_counter()
+    model, losses = fit(
+        histories, impressions, int(as_of.timestamp() * 1e6), cfg.summarizer, progress
+    )
+    version = model.version()
+    path = save_checkpoint(
+        model, checkpoint_dir(cfg) / f"{version}.pt", extra={"as_of": str(as_of.date())}
+    )
+    _write_json(checkpoint_dir(cfg) / "current.json", {"version": version, "path": str(path)})
+    return {
+        "summarizer_version": version,
+        "checkpoint": str(path),
+        "train_days": train_days,
+        "first_loss": losses[0],
+        "final_loss": float(np.mean(losses[-20:])),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def current_summarizer(cfg: VistaConfig) -> dict[str, str]:
+    pointer = checkpoint_dir(cfg) / "current.json"
+    if not pointer.exists():
+        raise FileNotFoundError(f"no trained summarizer at {pointer}: run train_summarizer first")
+    return json.loads(pointer.read_text())
+
+
+# ---------------------------------------------------------------- 4. summaries
+def summarize(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+    from models.summarizer import load_checkpoint
+    from spark_jobs.summarize import PARTITION_COL, summarize_histories
+
+    current = current_summarizer(cfg)
+    load_checkpoint(Path(current["path"]), cfg.summarizer)  # fail early on a size mismatch
+    spark = _spark(cfg)
+    histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
+        f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
+    )
+    started = time.perf_counter()
+    summaries = summarize_histories(histories, Path(current["path"]), current["version"], as_of)
+    version = lake.spark_replace_partition(
+        summaries,
+        cfg.paths.table(SUMMARIES),
+        PARTITION_COL,
+        as_of.date().isoformat(),
+        metadata={"vista.summarizer_version": current["version"]},
+    )
+    seconds = time.perf_counter() - started
+    stats = _partition_stats(cfg.paths.table(SUMMARIES), as_of)
+    return {
+        "table_version": version,
+        "summarizer_version": current["version"],
+        "seconds": round(seconds, 2),
+        "events_per_second": round(stats["events"] / max(seconds, 1e-9)),
+        **stats,
+    }
+
+
+def read_summaries(cfg: VistaConfig, as_of: dt.datetime) -> pd.DataFrame:
+    return lake.read_arrow(cfg.paths.table(SUMMARIES), filters=_partition_filter(as_of)).to_pandas()
+
+
+def validate_summaries(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+    from validation.checkpoints import run_suite
+    from validation.suites import summaries_frame, summaries_suite
+
+    frame = summaries_frame(read_summaries(cfg, as_of), cfg.summarizer.n_seeds)
+    suite = summaries_suite(cfg.summarizer.n_seeds, cfg.summarizer.dim)
+    return run_suite(suite, frame, report_dir(cfg, as_of)).to_dict()
+
+
+# ---------------------------------------------------------------- 5. features
+def publish_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+    """feast apply, then materialize summaries up to the end of ``as_of``'s day."""
+    from vista import features
+
+    store = features.apply_repo(cfg)
+    started = time.perf_counter()
+    end = as_of + dt.timedelta(days=1)
+    features.materialize(store, start=end - dt.timedelta(days=cfg.features.materialize_days),
+                         end=end)  # fmt: skip
+    sample = read_summaries(cfg, as_of)["user_id"].head(3).tolist()
+    online = features.online_summaries(store, sample)
+    served = sum(v is not None for v in online["summary"])
+    if served != len(sample):
+        raise RuntimeError(f"online store serves {served} of {len(sample)} sampled users")
+    return {
+        "materialized_until": end.isoformat(),
+        "materialize_seconds": round(time.perf_counter() - started, 2),
+        "online_users_checked": len(sample),
+    }
+
+
+# ---------------------------------------------------------------- 6. ranker
+def training_set(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
+    """Impressions of ``days`` joined point-in-time with their summaries via Feast."""
+    from vista import features
+
+    store = features.feature_store(cfg)
+    entity_df = read_impressions(cfg, days).drop(columns=["impression_date"])
+    frame = features.training_frame(store, entity_df)
+    return frame.sort_values("impression_id").reset_index(drop=True)
+
+
+def train_and_evaluate_ranker(
+    cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
+) -> dict[str, Any]:
+    from models.ranker import SummaryShape, evaluate, score, train_ranker
+
+    train_days, eval_days = impression_windows(cfg, as_of)
+    train, test = training_set(cfg, train_days), training_set(cfg, eval_days)
+    shape = SummaryShape(cfg.summarizer.n_seeds, cfg.summarizer.dim)
+    started = time.perf_counter()
+    model, losses = train_ranker(
+        train,
+        cfg.ranker,
+        shape,
+        cfg.summarizer.vocab_size,
+        cfg.summarizer.category_vocab_size,
+        progress,
+    )
+    train_seconds = time.perf_counter() - started
+    labels = test["label"].to_numpy()
+    metrics = {
+        "ranker_v1": evaluate(labels, score(model, test)),
+        "oracle": evaluate(labels, test["oracle_prob"].to_numpy()),
+    }
+    return {
+        "train_days": train_days,
+        "eval_days": eval_days,
+        "train_rows": len(train),
+        "eval_rows": len(test),
+        "summary_coverage": float(test["summary"].notna().mean()),
+        "epoch_losses": losses,
+        "train_seconds": round(train_seconds, 2),
+        "metrics": metrics,
+    }
+
+
+# ---------------------------------------------------------------- 7. report
+def write_summary(cfg: VistaConfig, as_of: dt.datetime, steps: dict[str, Any]) -> Path:
+    """reports/<as_of>/summary.json, copied to reports/latest/summary.json."""
+    ranker = steps.get("ranker", {})
+    metrics = ranker.get("metrics", {})
+    payload = {
+        "as_of": as_of.date().isoformat(),
+        "profile": cfg.profile,
+        "written_at": dt.datetime.now(dt.UTC).isoformat(),
+        "headline": {
+            "ranker_auc": metrics.get("ranker_v1", {}).get("auc"),
+            "ranker_log_loss": metrics.get("ranker_v1", {}).get("log_loss"),
+            "oracle_auc": metrics.get("oracle", {}).get("auc"),
+            "summarizer_version": steps.get("summaries", {}).get("summarizer_version"),
+        },
+        "steps": steps,
+        "data_docs": str(report_dir(cfg, as_of) / "data_docs" / "index.html"),
+        "config": cfg.to_dict(),
+    }
+    path = _write_json(report_dir(cfg, as_of) / "summary.json", payload)
+    latest = cfg.paths.reports / "latest"
+    latest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, latest / "summary.json")
+    return path
+
+
+def format_summary(payload: dict[str, Any]) -> str:
+    head = payload["headline"]
+    steps = payload["steps"]
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.4f}"
+
+    lines = [
+        f"VISTA pipeline, as_of {payload['as_of']} (profile {payload['profile']})",
+        f"  histories : {steps.get('histories', {}).get('users', '?')} users, "
+        f"{steps.get('histories', {}).get('events', '?')} events",
+        f"  summarizer: {head['summarizer_version']}",
+        f"  ranker AUC: {fmt(head['ranker_auc'])}  log loss {fmt(head['ranker_log_loss'])}"
+        f"  (oracle AUC {fmt(head['oracle_auc'])})",
+        f"  data docs : {payload['data_docs']}",
+    ]
+    return "\n".join(lines)
