@@ -80,7 +80,10 @@ def summaries_frame(summaries: pd.DataFrame, n_tokens: int) -> pd.DataFrame:
     finite = np.array([v is not None and bool(np.isfinite(v).all()) for v in vectors])
     norms = np.array(
         [
-            float(np.linalg.norm(np.nan_to_num(np.asarray(v), posinf=1e30)) / np.sqrt(n_tokens))
+            float(
+                np.linalg.norm(np.nan_to_num(np.asarray(v, np.float64), posinf=1e30))
+                / np.sqrt(n_tokens)
+            )
             if v is not None
             else np.nan
             for v in vectors

@@ -305,6 +305,12 @@ def train_and_evaluate_ranker(
         progress,
     )
     train_seconds = time.perf_counter() - started
+    coverage = float(test["summary"].notna().mean())
+    if coverage == 0:
+        raise ValueError(
+            f"no evaluation impression ({eval_days}) has a summary from as_of {as_of.date()} "
+            "within the feature view's ttl: pick an as_of just before the impressions"
+        )
     labels = test["label"].to_numpy()
     metrics = {
         "ranker_v1": evaluate(labels, score(model, test)),
@@ -315,7 +321,7 @@ def train_and_evaluate_ranker(
         "eval_days": eval_days,
         "train_rows": len(train),
         "eval_rows": len(test),
-        "summary_coverage": float(test["summary"].notna().mean()),
+        "summary_coverage": coverage,
         "epoch_losses": losses,
         "train_seconds": round(train_seconds, 2),
         "metrics": metrics,

@@ -1,0 +1,72 @@
+# Everything a newcomer needs: `make run` (install + main DAG), `make test` (install + tests).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RECBOLE_VERSION := 1.2.1
+ML100K := .state/data/ml-100k/ml-100k.inter
+PYTEST_ARGS ?=
+
+export GX_ANALYTICS_ENABLED := false
+export FEAST_USAGE := False
+export SCARF_ANALYTICS := false
+export DO_NOT_TRACK := 1
+
+.PHONY: help install run test lint format data movielens dag-test clean clean-state lock
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first and alone: the pinned CPU wheel; anything unpinned would pull a CUDA build
+$(STAMP): $(BIN)/python pyproject.toml requirements/constraints.txt
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) movielens ## Create .venv (reused when present) and install the locked stack
+
+# MovieLens-100K ships inside the recbole wheel; its licence forbids redistribution,
+# so it is fetched from the package registry at set-up time and never committed.
+$(ML100K):
+	mkdir -p .state/downloads .state/data
+	$(BIN)/pip download --quiet --no-deps recbole==$(RECBOLE_VERSION) -d .state/downloads
+	$(BIN)/python -m zipfile -e .state/downloads/recbole-$(RECBOLE_VERSION)-py3-none-any.whl .state/downloads/recbole
+	cp -r .state/downloads/recbole/recbole/dataset_example/ml-100k .state/data/
+	rm -rf .state/downloads/recbole
+
+movielens: $(BIN)/python $(ML100K) ## Put MovieLens-100K under .state/data (from the recbole wheel)
+
+data: install ## Generate the default synthetic data set (skipped when present)
+	$(BIN)/vista generate
+
+run: install ## Install, then run the main DAG end to end on the embedded default
+	$(BIN)/vista dag-test
+
+lint: $(STAMP) ## ruff check + ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install lint ## Install, lint, then the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lock: $(STAMP) ## Rewrite requirements/constraints.txt from the venv
+	(echo "# Full lock of the venv (pip freeze), used as pip constraints by the Makefile. Regenerate: make lock"; \
+	 $(BIN)/pip freeze --exclude-editable) > requirements/constraints.txt
+
+clean-state: ## Delete local state and reports (lake, Airflow DB, Feast registry)
+	rm -rf .state reports
+
+clean: clean-state ## Also delete the virtual environment
+	rm -rf $(VENV)

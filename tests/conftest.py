@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny profile rooted in a temp folder, one SparkSession, and
+one in-process run of the pipeline that several test modules read."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("FEAST_USAGE", "False")
+
+
+def tiny_config(root, **overrides):
+    from vista.config import load_config
+
+    paths = {"state": str(root / "state"), "lake": str(root / "lake"),
+             "reports": str(root / "reports")}  # fmt: skip
+    return load_config("tiny", overrides={"paths": paths, **overrides}, environ={})
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from spark_jobs.session import spark_session
+    from vista.config import SparkConfig
+
+    session = spark_session(SparkConfig(master="local[2]", shuffle_partitions=2))
+    yield session
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory, spark):
+    """The whole pipeline on tiny data, in this process; returns (cfg, as_of, steps)."""
+    from vista import pipeline
+
+    cfg = tiny_config(tmp_path_factory.mktemp("pipeline"))
+    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    steps = {"data": pipeline.generate_data(cfg)}
+    steps["events_quality"] = pipeline.validate_events(cfg, as_of)
+    steps["histories"] = pipeline.build_histories(cfg, as_of)
+    steps["summarizer"] = pipeline.train_summarizer(cfg, as_of, progress=False)
+    steps["summaries"] = pipeline.summarize(cfg, as_of)
+    steps["summaries_quality"] = pipeline.validate_summaries(cfg, as_of)
+    steps["features"] = pipeline.publish_features(cfg, as_of)
+    return cfg, as_of, steps

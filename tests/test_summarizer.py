@@ -1,0 +1,158 @@
+import numpy as np
+import pytest
+import torch
+
+from models.attention import (
+    QuasiLinearAttention,
+    qla_read,
+    qla_reference,
+    qla_state,
+    softmax_reference,
+)
+from models.summarizer import (
+    CheckpointMismatchError,
+    VistaSummarizer,
+    age_bucket,
+    encode_histories,
+    item_index,
+    load_checkpoint,
+    save_checkpoint,
+)
+from vista.config import SummarizerConfig
+
+
+def cfg(**kw) -> SummarizerConfig:
+    base = dict(
+        n_seeds=4,
+        dim=16,
+        n_layers=2,
+        n_heads=2,
+        vocab_size=97,
+        category_vocab_size=11,
+        age_buckets=8,
+        chunk_size=16,
+    )
+    return SummarizerConfig(**{**base, **kw})  # fmt: skip
+
+
+def random_histories(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    items = [rng.integers(0, 500, n) for n in lengths]
+    cats = [rng.integers(0, 20, n) for n in lengths]
+    ts = [np.sort(rng.integers(0, 10**13, n)) for n in lengths]
+    return items, cats, ts
+
+
+def test_linear_path_equals_direct_quadratic_computation():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 40, 8, dtype=torch.float64) for _ in range(3))
+    mask = torch.rand(3, 40) > 0.3
+    linear = qla_read(q, qla_state(k, v, mask))
+    direct = qla_reference(q, k, v, mask)
+    torch.testing.assert_close(linear, direct, rtol=1e-9, atol=1e-9)
+
+
+def test_masked_rows_do_not_change_the_state():
+    torch.manual_seed(1)
+    k, v = torch.randn(1, 2, 10, 8), torch.randn(1, 2, 10, 8)
+    mask = torch.ones(1, 10, dtype=torch.bool)
+    mask[:, 6:] = False
+    k2, v2 = k.clone(), v.clone()
+    k2[:, :, 6:], v2[:, :, 6:] = 100.0, -100.0  # garbage on padding
+    torch.testing.assert_close(qla_state(k, v, mask), qla_state(k2, v2, mask))
+
+
+def test_softmax_reference_shapes_and_mask():
+    attn = QuasiLinearAttention(16, 2)
+    with torch.no_grad():
+        q, k, v = attn.qkv_heads(torch.randn(2, 12, 16))
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[:, -3:] = False
+    out = softmax_reference(q, k, v, mask)
+    assert out.shape == (2, 2, 12, 8)
+    # masked keys are ignored: same as attending over the first 9 rows only
+    torch.testing.assert_close(out, softmax_reference(q, k[:, :, :9], v[:, :, :9], None))
+
+
+def test_summary_shape_and_chunked_equals_unchunked():
+    torch.manual_seed(0)
+    small_chunks = VistaSummarizer(cfg(chunk_size=16)).double().eval()
+    one_chunk = VistaSummarizer(cfg(chunk_size=100_000)).double().eval()
+    one_chunk.load_state_dict(small_chunks.state_dict())
+    batch = encode_histories(*random_histories([150, 7, 64]), 10**13, cfg())
+    with torch.no_grad():
+        a, b = small_chunks(batch), one_chunk(batch)
+    assert a.shape == (3, 4, 16)
+    rel = (a - b).norm() / b.norm()
+    assert rel < 1e-10
+
+
+def test_fp32_chunked_within_1e4_relative():
+    torch.manual_seed(0)
+    chunked = VistaSummarizer(cfg(chunk_size=64)).eval()
+    whole = VistaSummarizer(cfg(chunk_size=10**6)).eval()
+    whole.load_state_dict(chunked.state_dict())
+    batch = encode_histories(*random_histories([5000]), 10**13, cfg())
+    with torch.no_grad():
+        rel = (chunked(batch) - whole(batch)).norm() / whole(batch).norm()
+    assert rel < 1e-4
+
+
+def test_padding_does_not_change_a_users_summary():
+    torch.manual_seed(0)
+    model = VistaSummarizer(cfg()).eval()
+    items, cats, ts = random_histories([30, 90])
+    with torch.no_grad():
+        alone = model(encode_histories(items[:1], cats[:1], ts[:1], 10**13, cfg()))
+        padded = model(encode_histories(items, cats, ts, 10**13, cfg()))
+    torch.testing.assert_close(alone[0], padded[0], rtol=1e-5, atol=1e-5)
+
+
+def test_history_is_bidirectional_set_with_time_features():
+    """Order of events does not matter (no causal mask); their ages do."""
+    torch.manual_seed(0)
+    model = VistaSummarizer(cfg()).eval()
+    items, cats, ts = random_histories([40])
+    perm = np.random.default_rng(3).permutation(40)
+    with torch.no_grad():
+        a = model(encode_histories(items, cats, ts, 10**13, cfg()))
+        b = model(encode_histories([items[0][perm]], [cats[0][perm]], [ts[0][perm]],
+                                   10**13, cfg()))  # fmt: skip
+        c = model(encode_histories(items, cats, [ts[0] - 10**12], 10**13, cfg()))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(a, c, atol=1e-4)
+
+
+def test_empty_history_gets_a_defined_summary():
+    model = VistaSummarizer(cfg()).eval()
+    with torch.no_grad():
+        out = model(encode_histories([np.array([], np.int64)], [np.array([], np.int64)],
+                                     [np.array([], np.int64)], 0, cfg()))  # fmt: skip
+    assert out.shape == (1, 4, 16)
+    assert torch.isfinite(out).all()
+
+
+def test_item_index_hashes_and_keeps_unknown_apart():
+    idx = item_index(np.array([0, 5, 96, -1, 10**12]), 97)
+    assert idx[3] == 0
+    assert ((idx[[0, 1, 2, 4]] >= 1) & (idx[[0, 1, 2, 4]] < 97)).all()
+
+
+def test_age_buckets_are_monotone_and_bounded():
+    day = 86_400_000_000
+    ages = age_bucket(np.array([10 * day, 9 * day, 0, -day]), 10 * day, 8)
+    assert list(ages) == sorted(ages)
+    assert ages.max() <= 7 and ages.min() == 0
+
+
+def test_checkpoint_round_trip_version_and_mismatch(tmp_path):
+    torch.manual_seed(0)
+    model = VistaSummarizer(cfg())
+    path = save_checkpoint(model, tmp_path / "m.pt")
+    loaded = load_checkpoint(path, cfg(chunk_size=999))
+    assert loaded.version() == model.version()
+    assert not any(p.requires_grad for p in loaded.parameters())
+    other = VistaSummarizer(cfg())
+    assert other.version() != model.version()  # new weights, new version
+    with pytest.raises(CheckpointMismatchError, match=r"n_seeds: config 8 != checkpoint 4"):
+        load_checkpoint(path, cfg(n_seeds=8))

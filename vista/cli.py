@@ -1,0 +1,205 @@
+"""`vista`: the command line. Each command is one call into vista.pipeline."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from vista.config import ConfigError, load_config
+
+app = typer.Typer(
+    help="VISTA platform: lifelong user histories -> summary tokens -> Feast -> ranker.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+Profile = Annotated[
+    str | None,
+    typer.Option("--profile", "-p", help="conf/<profile>.yaml (default $VISTA_PROFILE or local)"),
+]
+AsOf = Annotated[
+    str | None, typer.Option("--as-of", help="snapshot date YYYY-MM-DD (default: data cutoff)")
+]
+
+
+def _config(profile: str | None, overrides: dict | None = None):
+    try:
+        return load_config(profile, overrides=overrides)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _as_of(cfg, as_of: str | None):
+    from vista import pipeline
+
+    try:
+        return pipeline.as_of_datetime(as_of or pipeline.default_as_of(cfg))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _print(result) -> None:
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@app.command()
+def generate(
+    profile: Profile = None,
+    users: Annotated[int | None, typer.Option(help="number of users")] = None,
+    items: Annotated[int | None, typer.Option(help="number of items")] = None,
+    max_history: Annotated[int | None, typer.Option(help="longest history (events)")] = None,
+    heavy_users: Annotated[int | None, typer.Option(help="users with exactly max-history")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    force: Annotated[bool, typer.Option(help="rewrite even if the data exists")] = False,
+) -> None:
+    """Write synthetic `events` and `impressions` Delta tables (with the oracle)."""
+    given = {
+        "n_users": users,
+        "n_items": items,
+        "max_history": max_history,
+        "heavy_users": heavy_users,
+        "seed": seed,
+    }
+    overrides = {"generator": {k: v for k, v in given.items() if v is not None}}
+    cfg = _config(profile, overrides)
+    from vista import pipeline
+
+    _print(pipeline.generate_data(cfg, force=force))
+
+
+def _step(name: str, profile: str | None, as_of: str | None, **kwargs) -> None:
+    from vista import pipeline
+
+    cfg = _config(profile)
+    _print(getattr(pipeline, name)(cfg, _as_of(cfg, as_of), **kwargs))
+
+
+@app.command()
+def histories(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Build per-user histories as of a date (Spark) into `user_histories`."""
+    _step("build_histories", profile, as_of)
+
+
+@app.command("train-summarizer")
+def train_summarizer(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Train the summarizer with a target-attention head; save it frozen."""
+    _step("train_summarizer", profile, as_of)
+
+
+@app.command()
+def summarize(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Summarize histories into `user_summaries` (Spark + PyTorch UDF)."""
+    _step("summarize", profile, as_of)
+
+
+@app.command()
+def validate(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Run the Great Expectations suites on events and summaries; build Data Docs."""
+    _step("validate_events", profile, as_of)
+    _step("validate_summaries", profile, as_of)
+
+
+@app.command()
+def features(profile: Profile = None, as_of: AsOf = None) -> None:
+    """feast apply + materialize the summaries into the online store."""
+    _step("publish_features", profile, as_of)
+
+
+@app.command("train-ranker")
+def train_ranker(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Train ranker_v1 on the Feast training set; evaluate on the later window."""
+    _step("train_and_evaluate_ranker", profile, as_of)
+
+
+@app.command()
+def run(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Every step in order, in this process (the DAG runs the same calls)."""
+    from vista import pipeline
+
+    cfg = _config(profile)
+    date = _as_of(cfg, as_of)
+    steps = {"data": pipeline.generate_data(cfg)}
+    for key, name in [
+        ("events_quality", "validate_events"),
+        ("histories", "build_histories"),
+        ("summarizer", "train_summarizer"),
+        ("summaries", "summarize"),
+        ("summaries_quality", "validate_summaries"),
+        ("features", "publish_features"),
+        ("ranker", "train_and_evaluate_ranker"),
+    ]:
+        typer.echo(f"-- {name}", err=True)
+        steps[key] = getattr(pipeline, name)(cfg, date)
+    path = pipeline.write_summary(cfg, date, steps)
+    typer.echo(pipeline.format_summary(json.loads(path.read_text())))
+
+
+@app.command("online")
+def online(
+    user_ids: Annotated[list[int], typer.Argument(help="user ids to look up")],
+    profile: Profile = None,
+) -> None:
+    """Read users' summary tokens from the online store (as a ranking service would)."""
+    from vista import features as feast_features
+
+    store = feast_features.feature_store(_config(profile))
+    result = feast_features.online_summaries(store, user_ids)
+    for i, user in enumerate(user_ids):
+        vector = result["summary"][i]
+        shown = "none" if vector is None else f"{len(vector)} floats, first {vector[:3]}"
+        typer.echo(
+            f"user {user}: history_length={result['history_length'][i]} "
+            f"version={result['summarizer_version'][i]} summary={shown}"
+        )
+
+
+@app.command("dag-test")
+def dag_test(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Run the vista_pipeline DAG end to end with `airflow dags test` (in-process)."""
+    from vista import airflow_runner, pipeline
+
+    cfg = _config(profile)
+    date = _as_of(cfg, as_of).date().isoformat()
+    log = cfg.paths.state / "logs" / f"dags_test_{date}.log"
+    typer.echo(f"running DAG vista_pipeline for as_of {date} (log: {log}) ...", err=True)
+    code = airflow_runner.dag_test(cfg, date, log)
+    lines = log.read_text().splitlines() if log.exists() else []
+    failed = code != 0 or any("state=failed" in line for line in lines)
+    if failed:
+        typer.echo("\n".join(lines[-60:]), err=True)
+        typer.echo(f"error: the DAG run failed; full log: {log}", err=True)
+        raise typer.Exit(1)
+    summary = pipeline.report_dir(cfg, pipeline.as_of_datetime(date)) / "summary.json"
+    typer.echo(pipeline.format_summary(json.loads(summary.read_text())))
+    typer.echo(f"summary: {cfg.paths.reports / 'latest' / 'summary.json'}")
+
+
+@app.command("cutoff-date")
+def cutoff_date(profile: Profile = None) -> None:
+    """Print the synthetic data's history cutoff (the default as_of)."""
+    from vista import pipeline
+
+    typer.echo(pipeline.default_as_of(_config(profile)))
+
+
+@app.command()
+def env(profile: Profile = None) -> None:
+    """Print `export` lines for using the Feast CLI on this profile's state."""
+    from vista.features import feast_environment
+
+    for key, value in feast_environment(_config(profile)).items():
+        typer.echo(f"export {key}={value}")
+
+
+@app.command("config")
+def show_config(profile: Profile = None) -> None:
+    """Print the validated configuration."""
+    _print(_config(profile).to_dict())
+
+
+if __name__ == "__main__":
+    app()
