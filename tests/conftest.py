@@ -25,7 +25,7 @@ def spark():
     from vista.config import SparkConfig
 
     session = spark_session(SparkConfig(master="local[2]", shuffle_partitions=2))
-    yield session
+    return session
 
 
 @pytest.fixture(scope="session")

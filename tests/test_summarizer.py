@@ -22,16 +22,16 @@ from vista.config import SummarizerConfig
 
 
 def cfg(**kw) -> SummarizerConfig:
-    base = dict(
-        n_seeds=4,
-        dim=16,
-        n_layers=2,
-        n_heads=2,
-        vocab_size=97,
-        category_vocab_size=11,
-        age_buckets=8,
-        chunk_size=16,
-    )
+    base = {
+        "n_seeds": 4,
+        "dim": 16,
+        "n_layers": 2,
+        "n_heads": 2,
+        "vocab_size": 97,
+        "category_vocab_size": 11,
+        "age_buckets": 8,
+        "chunk_size": 16,
+    }
     return SummarizerConfig(**{**base, **kw})  # fmt: skip
 
 
@@ -142,7 +142,8 @@ def test_age_buckets_are_monotone_and_bounded():
     day = 86_400_000_000
     ages = age_bucket(np.array([10 * day, 9 * day, 0, -day]), 10 * day, 8)
     assert list(ages) == sorted(ages)
-    assert ages.max() <= 7 and ages.min() == 0
+    assert ages.max() <= 7
+    assert ages.min() == 0
 
 
 def test_checkpoint_round_trip_version_and_mismatch(tmp_path):

@@ -7,17 +7,17 @@ from vista.config import GeneratorConfig
 
 
 def small(**kw) -> GeneratorConfig:
-    base = dict(
-        n_users=300,
-        n_items=300,
-        n_clusters=12,
-        min_history=20,
-        max_history=3000,
-        heavy_users=2,
-        history_days=60,
-        impression_days=3,
-        impressions_per_user=30,
-    )
+    base = {
+        "n_users": 300,
+        "n_items": 300,
+        "n_clusters": 12,
+        "min_history": 20,
+        "max_history": 3000,
+        "heavy_users": 2,
+        "history_days": 60,
+        "impression_days": 3,
+        "impressions_per_user": 30,
+    }
     return GeneratorConfig(**{**base, **kw})  # fmt: skip
 
 
@@ -30,7 +30,8 @@ def test_deterministic_by_seed():
     e1, i1 = collect(small())
     e2, i2 = collect(small())
     e3, _ = collect(small(seed=99))
-    assert e1.equals(e2) and i1.equals(i2)
+    assert e1.equals(e2)
+    assert i1.equals(i2)
     assert not e1.equals(e3)
 
 

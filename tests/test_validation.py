@@ -20,7 +20,8 @@ def events(n=20):
 
 def test_good_events_pass_and_data_docs_are_built(tmp_path):
     outcome = run_suite(events_suite(NOW), events_frame(events()), tmp_path)
-    assert outcome.success and outcome.evaluated >= 8
+    assert outcome.success
+    assert outcome.evaluated >= 8
     assert (tmp_path / "data_docs" / "index.html").exists()
     assert "events" in (tmp_path / "data_docs" / "index.html").read_text()
 
@@ -54,10 +55,12 @@ def summaries(vectors):
 def test_summary_suite_catches_nan_inf_and_wrong_shape(tmp_path):
     good = [np.ones(8, np.float32) for _ in range(3)]
     assert run_suite(summaries_suite(2, 4), summaries_frame(summaries(good), 2), tmp_path).success
-    bad = good[:1] + [np.array([np.nan] * 8, np.float32), np.array([np.inf] * 8, np.float32),
-                      np.ones(6, np.float32)]  # fmt: skip
+    nan, inf = np.full(8, np.nan, np.float32), np.full(8, np.inf, np.float32)
+    bad = [good[0], nan, inf, np.ones(6, np.float32)]
     with pytest.raises(DataQualityError) as err:
         run_suite(summaries_suite(2, 4), summaries_frame(summaries(bad), 2), tmp_path)
     text = str(err.value)
-    assert "'summary_all_finite'" in text and "2 of 4 rows" in text
-    assert "'summary_length'" in text and "1 of 4 rows" in text
+    assert "'summary_all_finite'" in text
+    assert "2 of 4 rows" in text
+    assert "'summary_length'" in text
+    assert "1 of 4 rows" in text
