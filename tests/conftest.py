@@ -25,7 +25,8 @@ def spark():
     from vista.config import SparkConfig
 
     session = spark_session(SparkConfig(master="local[2]", shuffle_partitions=2))
-    return session
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")
