@@ -95,6 +95,30 @@ def _tensors(df: pd.DataFrame, summary: SummaryShape, vocab_size: int, category_
     return torch.from_numpy(items), torch.from_numpy(cats), torch.from_numpy(summaries)
 
 
+@dataclass
+class TrainingCurve:
+    """Per-epoch losses; ``best_epoch`` is the one whose weights were kept."""
+
+    train_loss: list[float]
+    validation_loss: list[float]
+    best_epoch: int
+
+    def to_dict(self) -> dict:
+        return {
+            "train_loss": self.train_loss,
+            "validation_loss": self.validation_loss,
+            "best_epoch": self.best_epoch,
+        }
+
+
+def validation_split(users: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Hold out whole users (so validation measures generalisation to new users)."""
+    unique = np.unique(users)
+    rng = np.random.default_rng(seed)
+    held = rng.choice(unique, max(1, int(len(unique) * share)), replace=False)
+    return np.isin(users, held)
+
+
 def train_ranker(
     train: pd.DataFrame,
     cfg: RankerConfig,
@@ -102,29 +126,51 @@ def train_ranker(
     vocab_size: int,
     category_vocab_size: int,
     progress: bool = True,
-) -> tuple[VistaRanker, list[float]]:
+) -> tuple[VistaRanker, TrainingCurve]:
+    """Adam on log loss; keeps the epoch with the best validation loss and stops
+    after ``cfg.patience`` epochs without improvement."""
     check_training_set(train, summary)
     torch.manual_seed(cfg.seed)
     model = VistaRanker(cfg, summary, vocab_size, category_vocab_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    items, cats, sums = _tensors(train, summary, vocab_size, category_vocab_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    tensors = _tensors(train, summary, vocab_size, category_vocab_size)
     labels = torch.from_numpy(train["label"].to_numpy().astype(np.float32))
+    held = torch.from_numpy(
+        validation_split(train["user_id"].to_numpy(), cfg.validation_share, cfg.seed)
+    )
+    fit_rows, val_rows = torch.nonzero(~held).squeeze(1), torch.nonzero(held).squeeze(1)
     generator = torch.Generator().manual_seed(cfg.seed)
-    epoch_losses: list[float] = []
-    for _ in tqdm(range(cfg.epochs), desc="ranker", disable=not progress):
-        order = torch.randperm(len(labels), generator=generator)
+    curve = TrainingCurve([], [], 0)
+    best_state, best_loss = None, float("inf")
+    epochs = tqdm(range(cfg.epochs), desc="ranker", disable=not progress)
+    for epoch in epochs:
+        model.train()
+        order = fit_rows[torch.randperm(len(fit_rows), generator=generator)]
         total = 0.0
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
-            logits = model(items[idx], cats[idx], sums[idx])
+            logits = model(*(t[idx] for t in tensors))
             loss = F.binary_cross_entropy_with_logits(logits, labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
-        epoch_losses.append(total / len(order))
+        model.eval()
+        with torch.no_grad():
+            val_logits = model(*(t[val_rows] for t in tensors))
+            val_loss = F.binary_cross_entropy_with_logits(val_logits, labels[val_rows]).item()
+        curve.train_loss.append(total / max(len(order), 1))
+        curve.validation_loss.append(val_loss)
+        epochs.set_postfix(train=f"{curve.train_loss[-1]:.4f}", val=f"{val_loss:.4f}")
+        if val_loss < best_loss:
+            best_loss, curve.best_epoch = val_loss, epoch
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        elif epoch - curve.best_epoch >= cfg.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
-    return model, epoch_losses
+    return model, curve
 
 
 @torch.no_grad()

@@ -118,9 +118,12 @@ class SummarizerConfig(_Section):
 
 
 class RankerConfig(_Section):
-    epochs: Annotated[int, Field(ge=1, le=1000)] = 4
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 30
+    patience: Annotated[int, Field(ge=1, le=1000)] = 3
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 512
     lr: Annotated[float, Field(gt=0, le=1.0)] = 3e-3
+    weight_decay: Annotated[float, Field(ge=0, le=10.0)] = 1e-2
+    validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
     dim: Annotated[int, Field(ge=4, le=4096)] = 32
     eval_days: Annotated[int, Field(ge=1, le=365)] = 1
     seed: Annotated[int, Field(ge=0)] = 0

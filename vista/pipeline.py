@@ -296,7 +296,7 @@ def train_and_evaluate_ranker(
     train, test = training_set(cfg, train_days), training_set(cfg, eval_days)
     shape = SummaryShape(cfg.summarizer.n_seeds, cfg.summarizer.dim)
     started = time.perf_counter()
-    model, losses = train_ranker(
+    model, curve = train_ranker(
         train,
         cfg.ranker,
         shape,
@@ -322,7 +322,7 @@ def train_and_evaluate_ranker(
         "train_rows": len(train),
         "eval_rows": len(test),
         "summary_coverage": coverage,
-        "epoch_losses": losses,
+        "training_curve": curve.to_dict(),
         "train_seconds": round(train_seconds, 2),
         "metrics": metrics,
     }
