@@ -8,6 +8,8 @@ stay visible in training while a step's cost stays bounded.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -45,64 +47,129 @@ def _subsample(arrays: tuple[np.ndarray, ...], limit: int, rng: np.random.Genera
     return tuple(a[keep] for a in arrays)
 
 
+@dataclass
+class SummarizerCurve:
+    """Training loss per step; validation loss on held-out users every ``eval_every``."""
+
+    train_loss: list[float]
+    validation_step: list[int]
+    validation_loss: list[float]
+    best_step: int
+
+    def to_dict(self) -> dict:
+        return {
+            "first_train_loss": self.train_loss[0],
+            "final_train_loss": float(np.mean(self.train_loss[-20:])),
+            "validation_step": self.validation_step,
+            "validation_loss": self.validation_loss,
+            "best_step": self.best_step,
+        }
+
+
+class _ImpressionData:
+    """Histories and impressions indexed by user, cut into padded batches."""
+
+    def __init__(self, histories: pd.DataFrame, impressions: pd.DataFrame, cfg, as_of_us: int):
+        self.cfg, self.as_of_us = cfg, as_of_us
+        columns = (histories.item_ids, histories.categories, histories.event_timestamps)
+        self.history = {
+            int(u): tuple(np.asarray(a, dtype=np.int64) for a in arrays)
+            for u, *arrays in zip(histories.user_id, *columns, strict=True)
+        }
+        self.impressions = {
+            int(u): (
+                item_index(g.item_id.to_numpy(), cfg.vocab_size),
+                item_index(g.category.to_numpy(), cfg.category_vocab_size),
+                g.label.to_numpy(),
+            )
+            for u, g in impressions.groupby("user_id")
+        }
+        self.users = np.array(sorted(self.impressions))
+        self.empty = (np.zeros(0, np.int64),) * 3
+
+    def batch(self, users: np.ndarray, rng: np.random.Generator, device, dropout: float):
+        hist = []
+        for u in users:
+            arrays = _subsample(
+                self.history.get(int(u), self.empty), self.cfg.train_max_events, rng
+            )
+            if dropout > 0 and len(arrays[0]) > 1:
+                keep = rng.random(len(arrays[0])) >= dropout
+                arrays = tuple(a[keep] for a in arrays)
+            hist.append(arrays)
+        history = encode_histories(*zip(*hist, strict=True), self.as_of_us, self.cfg).to(device)
+        width = max(len(self.impressions[int(u)][0]) for u in users)
+        cands = np.zeros((len(users), width), dtype=np.int64)
+        cats = np.zeros((len(users), width), dtype=np.int64)
+        labels = np.zeros((len(users), width), dtype=np.float32)
+        valid = np.zeros((len(users), width), dtype=bool)
+        for row, u in enumerate(users):
+            c, k, y = self.impressions[int(u)]
+            n = len(c)
+            cands[row, :n], cats[row, :n], labels[row, :n], valid[row, :n] = c, k, y, True
+        to = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+        return history, to(cands), to(cats), to(labels), to(valid)
+
+
+def _loss(model: SourceModel, batch) -> torch.Tensor:
+    history, cands, cats, labels, valid = batch
+    logits = model(history, cands, cats)
+    return F.binary_cross_entropy_with_logits(logits[valid], labels[valid])
+
+
 def train_summarizer(
     histories: pd.DataFrame,
     impressions: pd.DataFrame,
     as_of_us: int,
     cfg: SummarizerConfig,
     progress: bool = True,
-) -> tuple[VistaSummarizer, list[float]]:
+) -> tuple[VistaSummarizer, SummarizerCurve]:
     """histories: user_id, item_ids, categories, event_timestamps;
-    impressions: user_id, item_id, category, label."""
+    impressions: user_id, item_id, category, label.
+
+    Users are split: ``validation_share`` of them are never trained on; their loss,
+    measured every ``eval_every`` steps, picks the weights that are kept.
+    """
     if impressions.empty:
         raise ValueError("no training impressions: the summarizer has nothing to learn from")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = pick_device()
     model = SourceModel(cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    columns = (histories.item_ids, histories.categories, histories.event_timestamps)
-    by_user = {
-        int(u): tuple(np.asarray(a, dtype=np.int64) for a in arrays)
-        for u, *arrays in zip(histories.user_id, *columns, strict=True)
-    }
-    groups = {
-        int(u): (
-            item_index(g.item_id.to_numpy(), cfg.vocab_size),
-            item_index(g.category.to_numpy(), cfg.category_vocab_size),
-            g.label.to_numpy(),
-        )
-        for u, g in impressions.groupby("user_id")
-    }
-    users = np.array(sorted(groups))
-    empty = (np.zeros(0, np.int64),) * 3
-    losses: list[float] = []
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    data = _ImpressionData(histories, impressions, cfg, as_of_us)
+    held = rng.random(len(data.users)) < cfg.validation_share
+    if held.all() or not held.any():
+        held = np.arange(len(data.users)) % 10 == 0
+    fit_users, val_users = data.users[~held], data.users[held]
+    val_rng = np.random.default_rng(cfg.seed + 1)
+    val_batches = [
+        data.batch(val_users[i : i + cfg.train_users_per_step], val_rng, device, 0.0)
+        for i in range(0, len(val_users), cfg.train_users_per_step)
+    ]
+    curve = SummarizerCurve([], [], [], 0)
+    best_state, best_loss = None, float("inf")
     steps = tqdm(range(cfg.train_steps), desc="summarizer", disable=not progress, mininterval=2)
-    for _ in steps:
-        batch = rng.choice(users, min(cfg.train_users_per_step, len(users)), replace=False)
-        hist = [_subsample(by_user.get(int(u), empty), cfg.train_max_events, rng) for u in batch]
-        history = encode_histories(*zip(*hist, strict=True), as_of_us, cfg).to(device)
-        width = max(len(groups[int(u)][0]) for u in batch)
-        cands = np.zeros((len(batch), width), dtype=np.int64)
-        cats = np.zeros((len(batch), width), dtype=np.int64)
-        labels = np.zeros((len(batch), width), dtype=np.float32)
-        valid = np.zeros((len(batch), width), dtype=bool)
-        for row, u in enumerate(batch):
-            c, k, y = groups[int(u)]
-            n = len(c)
-            cands[row, :n], cats[row, :n], labels[row, :n], valid[row, :n] = c, k, y, True
-        logits = model(
-            history, torch.from_numpy(cands).to(device), torch.from_numpy(cats).to(device)
-        )
-        valid_t = torch.from_numpy(valid).to(device)
-        loss = F.binary_cross_entropy_with_logits(
-            logits[valid_t], torch.from_numpy(labels).to(device)[valid_t]
-        )
+    for step in steps:
+        model.train()
+        users = rng.choice(fit_users, min(cfg.train_users_per_step, len(fit_users)), replace=False)
+        loss = _loss(model, data.batch(users, rng, device, cfg.event_dropout))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        losses.append(loss.item())
-        steps.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        curve.train_loss.append(loss.item())
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.train_steps:
+            model.eval()
+            with torch.no_grad():
+                val = float(np.mean([_loss(model, b).item() for b in val_batches]))
+            curve.validation_step.append(step + 1)
+            curve.validation_loss.append(val)
+            if val < best_loss:
+                best_loss, curve.best_step = val, step + 1
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            steps.set_postfix(train=f"{np.mean(curve.train_loss[-20:]):.4f}", val=f"{val:.4f}")
+    if best_state is not None:
+        model.load_state_dict(best_state)
     summarizer = model.summarizer.cpu().eval().requires_grad_(False)
-    return summarizer, losses
+    return summarizer, curve

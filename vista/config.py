@@ -108,6 +108,10 @@ class SummarizerConfig(_Section):
     train_users_per_step: Annotated[int, Field(ge=1, le=100_000)] = 32
     train_max_events: Annotated[int, Field(ge=8, le=10_000_000)] = 2048
     lr: Annotated[float, Field(gt=0, le=1.0)] = 3e-3
+    weight_decay: Annotated[float, Field(ge=0, le=10.0)] = 1e-2
+    event_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    eval_every: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     seed: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")

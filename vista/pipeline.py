@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -185,7 +184,7 @@ def train_summarizer(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
     histories = read_histories(cfg, as_of)
     impressions = read_impressions(cfg, train_days)
     started = time.perf_counter()
-    model, losses = fit(
+    model, curve = fit(
         histories, impressions, int(as_of.timestamp() * 1e6), cfg.summarizer, progress
     )
     version = model.version()
@@ -197,8 +196,7 @@ def train_summarizer(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
         "summarizer_version": version,
         "checkpoint": str(path),
         "train_days": train_days,
-        "first_loss": losses[0],
-        "final_loss": float(np.mean(losses[-20:])),
+        "training_curve": curve.to_dict(),
         "seconds": round(time.perf_counter() - started, 2),
     }
 

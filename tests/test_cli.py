@@ -1,0 +1,49 @@
+"""The `vista` CLI: bad input fails before any work, with the field and its range."""
+
+from typer.testing import CliRunner
+
+from vista.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_pipeline_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("generate", "histories", "summarize", "features", "train-ranker", "dag-test"):
+        assert command in result.output
+
+
+def test_generator_argument_out_of_range_fails_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISTA__PATHS__LAKE", str(tmp_path / "lake"))
+    result = runner.invoke(app, ["generate", "--profile", "tiny", "--users", "3"])
+    assert result.exit_code == 2
+    assert "generator.n_users = 3" in result.output
+    assert "greater than or equal to 10" in result.output
+    assert not (tmp_path / "lake").exists()
+
+
+def test_malformed_environment_override_is_named(monkeypatch):
+    monkeypatch.setenv("VISTA__SUMMARIZER__N_HEADS", "many")
+    result = runner.invoke(app, ["cutoff-date", "--profile", "tiny"])
+    assert result.exit_code == 2
+    assert "summarizer.n_heads = 'many'" in result.output
+
+
+def test_bad_as_of_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISTA__PATHS__LAKE", str(tmp_path / "lake"))
+    result = runner.invoke(app, ["histories", "--profile", "tiny", "--as-of", "yesterday"])
+    assert result.exit_code == 2
+    assert "as_of must be a date" in result.output
+
+
+def test_generate_writes_tables_then_skips_when_unchanged(tmp_path, monkeypatch):
+    for key in ("STATE", "LAKE", "REPORTS"):
+        monkeypatch.setenv(f"VISTA__PATHS__{key}", str(tmp_path / key.lower()))
+    first = runner.invoke(app, ["generate", "--profile", "tiny"])
+    assert first.exit_code == 0, first.output
+    assert '"generated": true' in first.output
+    second = runner.invoke(app, ["generate", "--profile", "tiny"])
+    assert '"generated": false' in second.output
+    third = runner.invoke(app, ["generate", "--profile", "tiny", "--seed", "3"])
+    assert '"generated": true' in third.output

@@ -1,0 +1,29 @@
+import numpy as np
+import pyarrow as pa
+
+from datasets.synthetic import generate
+from models.train_summarizer import train_summarizer
+from vista.config import GeneratorConfig, SummarizerConfig
+
+
+def test_source_model_learns_and_keeps_the_best_validated_weights():
+    gen = GeneratorConfig(n_users=800, n_items=100, n_clusters=8, min_history=30,
+                          max_history=400, history_days=30, impressions_per_user=16)  # fmt: skip
+    blocks = list(generate(gen))
+    events = pa.concat_tables(b[0] for b in blocks).to_pandas()
+    imps = pa.concat_tables(b[1] for b in blocks).to_pandas()
+    events["ts"] = events.event_timestamp.astype("int64") // 1000
+    hist = events.groupby("user_id").agg(
+        item_ids=("item_id", list), categories=("category", list), event_timestamps=("ts", list)
+    ).reset_index()  # fmt: skip
+    cfg = SummarizerConfig(n_seeds=4, dim=16, n_layers=1, n_heads=2, vocab_size=128,
+                           category_vocab_size=16, train_steps=120, train_users_per_step=32,
+                           eval_every=40, lr=0.01)  # fmt: skip
+    as_of = int(gen.cutoff.timestamp() * 1e6)
+    model, curve = train_summarizer(hist, imps, as_of, cfg, progress=False)
+    p = imps.label.mean()
+    constant = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    assert curve.validation_step == [40, 80, 120]
+    assert min(curve.validation_loss) < constant - 0.02  # beats predicting the base rate
+    assert curve.best_step == curve.validation_step[int(np.argmin(curve.validation_loss))]
+    assert not any(p.requires_grad for p in model.parameters())
