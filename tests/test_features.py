@@ -74,3 +74,24 @@ def test_online_store_serves_the_latest_summary_exactly(pipeline_run):
         assert online["summarizer_version"][i] == row.summarizer_version
     unknown = features.online_summaries(store, [10**9])
     assert unknown["summary"] == [None]
+
+
+def test_plain_feast_cli_applies_the_same_repo(tmp_path):
+    """`feast apply` on feature_repo/ works with the variables `vista env` prints."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(tmp_path)
+    env = {**os.environ, **features.feast_environment(cfg)}
+    feast = os.path.join(os.path.dirname(sys.executable), "feast")
+    repo = str(features.FEATURE_REPO)
+    applied = subprocess.run([feast, "-c", repo, "apply"], env=env, capture_output=True,
+                             text=True, timeout=300, check=False)  # fmt: skip
+    assert applied.returncode == 0, applied.stderr[-2000:]
+    listed = subprocess.run([feast, "-c", repo, "feature-services", "list"], env=env,
+                            capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    assert "ranker_v1" in listed.stdout
+    assert (cfg.paths.state / "feast" / "registry.db").exists()

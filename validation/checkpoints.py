@@ -40,7 +40,11 @@ def _context(report_dir: Path):
     import great_expectations as gx
 
     report_dir.mkdir(parents=True, exist_ok=True)
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="file", project_root_dir=str(report_dir))
+    # a bar per metric batch floods task logs; the Data Docs carry the results
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     docs_dir = report_dir / "data_docs"
     if DOCS_SITE not in context.get_site_names():
         context.add_data_docs_site(

@@ -24,7 +24,9 @@ REPO_MODULES = ("entities", "data_sources", "feature_views", "feature_services")
 
 
 def feast_environment(cfg: VistaConfig) -> dict[str, str]:
-    """Environment variables that feature_store.yaml and the repo's sources read."""
+    """Environment variables that feature_store.yaml and the repo's sources read;
+    creates the registry folder they point at."""
+    (cfg.paths.state / "feast").mkdir(parents=True, exist_ok=True)
     return {
         "VISTA_FEAST_DIR": str(cfg.paths.state / "feast"),
         "VISTA_LAKE_DIR": str(cfg.paths.lake),
@@ -46,7 +48,6 @@ def _use_bundled_duckdb_delta() -> None:
 
 def feature_store(cfg: VistaConfig):
     os.environ.update(feast_environment(cfg))
-    (cfg.paths.state / "feast").mkdir(parents=True, exist_ok=True)
     from feast import FeatureStore
 
     _use_bundled_duckdb_delta()
