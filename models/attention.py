@@ -72,21 +72,25 @@ class QuasiLinearAttention(nn.Module):
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
-        return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        return x.reshape(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+
+    def merge(self, out: torch.Tensor) -> torch.Tensor:
+        """(B, H, T, hd) head outputs -> (B, T, D) through the output projection."""
+        B, _, T, _ = out.shape
+        return self.proj(out.transpose(1, 2).reshape(B, T, -1))
 
     def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         q, k, v = self.qkv(x).chunk(3, dim=-1)  # each (B, T, D)
         return self._split(q), self._split(k), self._split(v)
 
     def state(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        _, k, v = self.qkv_heads(x)
-        return qla_state(k, v, mask)  # (B, H, hd, hd)
+        # only K and V are needed here: project with their slice of the weight
+        k, v = F.linear(x, self.qkv.weight[self.qkv.out_features // 3 :]).chunk(2, dim=-1)
+        return qla_state(self._split(k), self._split(v), mask)  # (B, H, hd, hd)
 
     def read(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        q, _, _ = self.qkv_heads(x)
-        out = qla_read(q, state)  # (B, H, T, hd)
-        B, _, T, _ = out.shape
-        return self.proj(out.transpose(1, 2).reshape(B, T, -1))  # (B, T, D)
+        q = F.linear(x, self.qkv.weight[: self.qkv.out_features // 3])  # (B, T, D)
+        return self.merge(qla_read(self._split(q), state))  # (B, T, D)
 
 
 class TargetAttentionHead(nn.Module):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.attention import QuasiLinearAttention
+from models.attention import QuasiLinearAttention, qla_reference, softmax_reference
 from vista.config import SummarizerConfig
 
 UNKNOWN_ITEM = 0  # index for null/negative ids; real ids hash into 1..vocab_size-1
@@ -139,6 +139,30 @@ class VistaSummarizer(nn.Module):
             states.append(state)
             seed_x = block.apply(seed_x, state)
         return self.norm_out(seed_x)  # (B, K, D)
+
+    def reference_forward(self, batch: HistoryBatch, attention: str = "qla") -> torch.Tensor:
+        """The same network on the whole [seeds; history] sequence at once, with the
+        (T x T) score matrix: ``qla`` checks the chunked linear path, ``softmax`` is the
+        plain softmax-attention reference. O(N^2) memory: small N only."""
+        attend = {"qla": qla_reference, "softmax": softmax_reference}[attention]
+        B, N = batch.items.shape
+        K = self.cfg.n_seeds
+        x = torch.cat([self.seeds.expand(B, -1, -1), self.embed(batch, slice(0, N))], dim=1)
+        mask = torch.cat([torch.ones(B, K, dtype=torch.bool, device=x.device), batch.mask], 1)
+        for block in self.blocks:
+            q, k, v = block.attn.qkv_heads(block.norm_attn(x))
+            x = x + block.attn.merge(attend(q, k, v, mask))
+            x = x + block.mlp(block.norm_mlp(x))
+        return self.norm_out(x[:, :K])  # (B, K, D)
+
+    def flops_per_event(self) -> int:
+        """Multiply-adds x 2 per history event for one chunked forward pass: layer l
+        recomputes l lower blocks (q, read, out proj, MLP) then folds K and V."""
+        d, hd = self.cfg.dim, self.cfg.dim // self.cfg.n_heads
+        apply = d * d + d * hd + d * d + 8 * d * d  # q proj, read, out proj, MLP
+        fold = 2 * d * d + d * hd  # k, v proj, state update
+        L = self.cfg.n_layers
+        return 2 * sum(layer * apply + fold for layer in range(L))
 
     def version(self) -> str:
         """Content hash of config and weights: travels with every summary written."""

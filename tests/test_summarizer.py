@@ -157,3 +157,25 @@ def test_checkpoint_round_trip_version_and_mismatch(tmp_path):
     assert other.version() != model.version()  # new weights, new version
     with pytest.raises(CheckpointMismatchError, match=r"n_seeds: config 8 != checkpoint 4"):
         load_checkpoint(path, cfg(n_seeds=8))
+
+
+def test_chunked_model_equals_direct_quadratic_model():
+    """The whole network, chunked and linear, against the (T x T) computation."""
+    torch.manual_seed(0)
+    model = VistaSummarizer(cfg(chunk_size=16)).double().eval()
+    batch = encode_histories(*random_histories([53, 5, 20]), 10**13, cfg())
+    with torch.no_grad():
+        chunked = model(batch)
+        direct = model.reference_forward(batch, "qla")
+        softmax = model.reference_forward(batch, "softmax")
+    torch.testing.assert_close(chunked, direct, rtol=1e-9, atol=1e-9)
+    assert softmax.shape == chunked.shape
+    assert torch.isfinite(softmax).all()
+    assert not torch.allclose(softmax, chunked)
+
+
+def test_flops_per_event_grows_with_depth_and_width():
+    small, deep, wide = (VistaSummarizer(cfg(**kw)) for kw in
+                         ({}, {"n_layers": 3}, {"dim": 32}))  # fmt: skip
+    assert deep.flops_per_event() > small.flops_per_event()
+    assert wide.flops_per_event() > 3 * small.flops_per_event()
