@@ -44,3 +44,14 @@ def test_cross_field_rules():
 def test_unknown_profile_lists_known_ones():
     with pytest.raises(ConfigError, match="known profiles"):
         load_config("nope", environ={})
+
+
+def test_every_shipped_profile_validates():
+    from vista.config import CONF_DIR
+
+    for path in CONF_DIR.glob("*.yaml"):
+        cfg = load_config(path.stem, environ={})
+        assert cfg.profile == path.stem
+    full = load_config("full", environ={})
+    assert full.generator.max_history == 1_000_000
+    assert full.summarizer.n_seeds == 128
