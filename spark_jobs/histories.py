@@ -1,4 +1,15 @@
-"""Per-user histories as of a cutoff: events -> one time-sorted row per user."""
+"""Per-user histories as of a cutoff: events -> one time-sorted row per user.
+
+A snapshot is complete (every user with any event before ``as_of``). It is built
+either from all events, or incrementally from the previous snapshot plus the events
+of [previous as_of, as_of): only users with new events are recomputed, the others
+are carried over unchanged, and ``updated`` says which is which so that the
+summarizer can skip users whose history did not change.
+
+Incremental builds assume events land before the snapshot that covers their
+timestamp; a late event older than the previous snapshot needs a full rebuild
+(``vista histories --full``).
+"""
 
 from __future__ import annotations
 
@@ -9,17 +20,12 @@ from pyspark.sql import functions as F
 
 HISTORIES_TABLE = "user_histories"
 PARTITION_COL = "as_of_date"
+ARRAY_COLUMNS = ("item_ids", "categories", "event_timestamps")
 
 
-def build_user_histories(events: DataFrame, as_of: dt.datetime, max_history: int) -> DataFrame:
-    """The most recent ``max_history`` events of each user strictly before ``as_of``.
-
-    Returns user_id, as_of, history_length, item_ids, categories, event_timestamps (epoch
-    microseconds), oldest first. Events at exactly ``as_of`` belong to the next
-    snapshot, so a summary stamped ``as_of`` only ever saw the past.
-    """
-    before_cutoff = events.where(F.col("event_timestamp") < F.lit(as_of))
-    ordered = before_cutoff.groupBy("user_id").agg(
+def _sorted_events(events: DataFrame) -> DataFrame:
+    """user_id -> events: array of (ts, item, category) structs, oldest first."""
+    return events.groupBy("user_id").agg(
         F.sort_array(
             F.collect_list(
                 F.struct(
@@ -30,17 +36,84 @@ def build_user_histories(events: DataFrame, as_of: dt.datetime, max_history: int
             )
         ).alias("events")
     )
-    capped = ordered.select(
-        "user_id",
-        F.when(F.size("events") > max_history, F.slice("events", -max_history, max_history))
-        .otherwise(F.col("events"))
-        .alias("events"),
-    )
-    return capped.select(
+
+
+def _keep_last(column: str, max_history: int) -> F.Column:
+    return F.when(
+        F.size(column) > max_history, F.slice(column, -max_history, max_history)
+    ).otherwise(F.col(column))
+
+
+def _snapshot_columns(as_of: dt.datetime) -> list[F.Column]:
+    return [
         F.col("user_id").cast("long"),
         F.lit(as_of).cast("timestamp").alias("as_of"),
-        F.size("events").cast("long").alias("history_length"),
+        F.size("item_ids").cast("long").alias("history_length"),
+        *(F.col(c) for c in ARRAY_COLUMNS),
+        F.col("updated"),
+    ]
+
+
+def build_user_histories(events: DataFrame, as_of: dt.datetime, max_history: int) -> DataFrame:
+    """The most recent ``max_history`` events of each user strictly before ``as_of``.
+
+    Returns user_id, as_of, history_length, item_ids, categories, event_timestamps (epoch
+    microseconds), oldest first, and updated (always true in a full build). Events at
+    exactly ``as_of`` belong to the next snapshot, so a summary stamped ``as_of`` only
+    ever saw the past.
+    """
+    ordered = _sorted_events(events.where(F.col("event_timestamp") < F.lit(as_of)))
+    capped = ordered.select("user_id", _keep_last("events", max_history).alias("events"))
+    return capped.select(
+        "user_id",
         F.col("events.item").cast("array<long>").alias("item_ids"),
         F.col("events.category").cast("array<long>").alias("categories"),
         F.col("events.ts").alias("event_timestamps"),
+        F.lit(True).alias("updated"),
+    ).select(_snapshot_columns(as_of))
+
+
+def update_user_histories(
+    previous: DataFrame,
+    events: DataFrame,
+    previous_as_of: dt.datetime,
+    as_of: dt.datetime,
+    max_history: int,
+) -> DataFrame:
+    """Snapshot at ``as_of`` from the one at ``previous_as_of`` and the events between.
+
+    Equal to ``build_user_histories(events, as_of, ...)`` when every event older than
+    ``previous_as_of`` was already in ``previous``.
+    """
+    if previous_as_of >= as_of:
+        raise ValueError(f"previous snapshot {previous_as_of} is not before {as_of}")
+    window = events.where(
+        (F.col("event_timestamp") >= F.lit(previous_as_of))
+        & (F.col("event_timestamp") < F.lit(as_of))
     )
+    new = _sorted_events(window).select(
+        "user_id",
+        F.col("events.item").cast("array<long>").alias("new_items"),
+        F.col("events.category").cast("array<long>").alias("new_categories"),
+        F.col("events.ts").alias("new_ts"),
+    )
+    prev = previous.select("user_id", *ARRAY_COLUMNS)
+    joined = prev.join(new, "user_id", "full_outer")
+    updated = F.col("new_items").isNotNull()
+
+    def merged(old: str, fresh: str) -> F.Column:
+        # every new event is later than every old one: concatenation keeps time order
+        both = F.concat(F.coalesce(F.col(old), F.array().cast("array<long>")), F.col(fresh))
+        return F.when(updated, both).otherwise(F.col(old))
+
+    merged_rows = joined.select(
+        "user_id",
+        merged("item_ids", "new_items").alias("item_ids"),
+        merged("categories", "new_categories").alias("categories"),
+        merged("event_timestamps", "new_ts").alias("event_timestamps"),
+        updated.alias("updated"),
+    )
+    capped = merged_rows.select(
+        "user_id", *(_keep_last(c, max_history).alias(c) for c in ARRAY_COLUMNS), "updated"
+    )
+    return capped.select(_snapshot_columns(as_of))

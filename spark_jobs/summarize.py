@@ -124,3 +124,24 @@ def summarize_histories(
         .mapInPandas(run, SUMMARY_SCHEMA)
         .withColumn("created_timestamp", F.current_timestamp())
     )
+
+
+def carry_over_summaries(
+    histories: DataFrame, previous: DataFrame, version: str, as_of: dt.datetime
+) -> DataFrame:
+    """Previous summaries of users whose history did not change, made by ``version``,
+    restamped ``as_of`` (the refresh time is the Feast event timestamp). They keep the
+    created_timestamp of the run that computed them."""
+    unchanged = histories.where(~F.col("updated")).select("user_id", "history_length")
+    same_model = previous.where(F.col("summarizer_version") == F.lit(version)).select(
+        "user_id", "summarizer_version", "is_empty_history", "summary", "created_timestamp"
+    )
+    return unchanged.join(same_model, "user_id", "inner").select(
+        "user_id",
+        F.lit(as_of).cast("timestamp").alias("event_timestamp"),
+        "summarizer_version",
+        "history_length",
+        "is_empty_history",
+        "summary",
+        "created_timestamp",
+    )

@@ -78,10 +78,15 @@ def _step(name: str, profile: str | None, as_of: str | None, **kwargs) -> None:
     _print(getattr(pipeline, name)(cfg, _as_of(cfg, as_of), **kwargs))
 
 
+Full = Annotated[
+    bool, typer.Option("--full", help="rebuild from scratch instead of from the last snapshot")
+]
+
+
 @app.command()
-def histories(profile: Profile = None, as_of: AsOf = None) -> None:
+def histories(profile: Profile = None, as_of: AsOf = None, full: Full = False) -> None:
     """Build per-user histories as of a date (Spark) into `user_histories`."""
-    _step("build_histories", profile, as_of)
+    _step("build_histories", profile, as_of, full=full)
 
 
 @app.command("train-summarizer")
@@ -91,9 +96,9 @@ def train_summarizer(profile: Profile = None, as_of: AsOf = None) -> None:
 
 
 @app.command()
-def summarize(profile: Profile = None, as_of: AsOf = None) -> None:
+def summarize(profile: Profile = None, as_of: AsOf = None, full: Full = False) -> None:
     """Summarize histories into `user_summaries` (Spark + PyTorch UDF)."""
-    _step("summarize", profile, as_of)
+    _step("summarize", profile, as_of, full=full)
 
 
 @app.command()

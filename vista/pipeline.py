@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from spark_jobs import lake
 from vista.config import VistaConfig
@@ -118,17 +119,46 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- 2. histories
-def build_histories(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
-    from spark_jobs.histories import PARTITION_COL, build_user_histories
+def previous_snapshot(path: Path, as_of: dt.datetime) -> str | None:
+    """The latest as_of_date partition strictly before ``as_of``, if any."""
+    if not lake.table_exists(path):
+        return None
+    dates = [p["as_of_date"] for p in lake.open_table(path).partitions()]
+    earlier = [d for d in dates if d < as_of.date().isoformat()]
+    return max(earlier) if earlier else None
+
+
+def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[str, Any]:
+    """Snapshot of every user's history before ``as_of``: incremental from the previous
+    snapshot when there is one (unless ``full``), from all events otherwise."""
+    from spark_jobs.histories import PARTITION_COL, build_user_histories, update_user_histories
 
     spark = _spark(cfg)
+    path = cfg.paths.table(HISTORIES)
     events = lake.spark_read(spark, cfg.paths.table(EVENTS))
-    histories = build_user_histories(events, as_of, cfg.histories.max_history)
+    previous = None if full else previous_snapshot(path, as_of)
+    started = time.perf_counter()
+    if previous is None:
+        histories = build_user_histories(events, as_of, cfg.histories.max_history)
+    else:
+        snapshot = lake.spark_read(spark, path).where(f"{PARTITION_COL} = '{previous}'")
+        histories = update_user_histories(
+            snapshot, events, as_of_datetime(previous), as_of, cfg.histories.max_history
+        )
     version = lake.spark_replace_partition(
-        histories, cfg.paths.table(HISTORIES), PARTITION_COL, as_of.date().isoformat()
-    )
-    stats = _partition_stats(cfg.paths.table(HISTORIES), as_of)
-    return {"table_version": version, **stats}
+        histories, path, PARTITION_COL, as_of.date().isoformat(),
+        metadata={"vista.previous_snapshot": previous or ""},
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    stats = _partition_stats(path, as_of)
+    updated = lake.read_arrow(path, filters=_partition_filter(as_of), columns=["updated"])
+    return {
+        "table_version": version,
+        "mode": "full" if previous is None else f"incremental from {previous}",
+        "updated_users": int(updated.column("updated").to_numpy(zero_copy_only=False).sum()),
+        "seconds": round(seconds, 2),
+        **stats,
+    }
 
 
 def _partition_filter(as_of: dt.datetime) -> list[tuple[str, str, str]]:
@@ -209,9 +239,13 @@ def current_summarizer(cfg: VistaConfig) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- 4. summaries
-def summarize(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[str, Any]:
+    """Summaries for the ``as_of`` snapshot. Users whose history did not change since the
+    previous snapshot keep the summary made then by the same summarizer version (stamped
+    with the new ``as_of``); everyone else, and everyone after a version change, is
+    summarized anew."""
     from models.summarizer import load_checkpoint
-    from spark_jobs.summarize import PARTITION_COL, summarize_histories
+    from spark_jobs.summarize import PARTITION_COL, carry_over_summaries, summarize_histories
 
     current = current_summarizer(cfg)
     load_checkpoint(Path(current["path"]), cfg.summarizer)  # fail early on a size mismatch
@@ -219,20 +253,39 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
         f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
     )
-    started = time.perf_counter()
-    summaries = summarize_histories(histories, Path(current["path"]), current["version"], as_of)
+    path = cfg.paths.table(SUMMARIES)
+    previous = None if full else previous_snapshot(path, as_of)
+    # `updated` is relative to the histories' previous snapshot: carrying summaries
+    # over is only right if they were made from that same snapshot
+    if previous is not None and previous != previous_snapshot(cfg.paths.table(HISTORIES), as_of):
+        previous = None
+    started, run_started_at = time.perf_counter(), dt.datetime.now(dt.UTC)
+    to_summarize, carried = histories, None
+    if previous is not None:
+        earlier = lake.spark_read(spark, path).where(f"{PARTITION_COL} = '{previous}'")
+        carried = carry_over_summaries(histories, earlier, current["version"], as_of)
+        to_summarize = histories.join(carried.select("user_id"), "user_id", "left_anti")
+    summaries = summarize_histories(to_summarize, Path(current["path"]), current["version"], as_of)
+    if carried is not None:
+        summaries = summaries.unionByName(carried)
     version = lake.spark_replace_partition(
         summaries,
-        cfg.paths.table(SUMMARIES),
+        path,
         PARTITION_COL,
         as_of.date().isoformat(),
         metadata={"vista.summarizer_version": current["version"]},
     )
     seconds = time.perf_counter() - started
-    stats = _partition_stats(cfg.paths.table(SUMMARIES), as_of)
+    stats = _partition_stats(path, as_of)
+    # carried rows keep the created_timestamp of the run that computed them
+    made = lake.read_arrow(path, filters=_partition_filter(as_of), columns=["created_timestamp"])
+    carried_users = int(pc.sum(pc.less(made["created_timestamp"], run_started_at)).as_py() or 0)
     return {
         "table_version": version,
         "summarizer_version": current["version"],
+        "carried_over_from": previous,
+        "carried_over_users": carried_users,
+        "summarized_users": stats["users"] - carried_users,
         "seconds": round(seconds, 2),
         "events_per_second": round(stats["events"] / max(seconds, 1e-9)),
         **stats,

@@ -1,0 +1,59 @@
+"""Refresh: a later snapshot recomputes only users with new events, and a new
+summarizer version re-summarizes everyone."""
+
+import datetime as dt
+
+import numpy as np
+import pyarrow.compute as pc
+
+from spark_jobs import lake
+from vista import pipeline
+
+from .conftest import tiny_config
+
+
+def test_refresh_recomputes_only_changed_users(tmp_path, spark):
+    cfg = tiny_config(tmp_path)
+    pipeline.generate_data(cfg)
+    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    earlier = as_of - dt.timedelta(days=5)
+
+    first = pipeline.build_histories(cfg, earlier)
+    assert first["mode"] == "full"
+    pipeline.train_summarizer(cfg, earlier, progress=False)
+    s1 = pipeline.summarize(cfg, earlier)
+    assert s1["carried_over_users"] == 0
+
+    second = pipeline.build_histories(cfg, as_of)
+    assert second["mode"] == f"incremental from {earlier.date()}"
+    assert 0 < second["updated_users"] < second["users"]
+    s2 = pipeline.summarize(cfg, as_of)
+    assert s2["carried_over_from"] == str(earlier.date())
+    unchanged = second["users"] - second["updated_users"]
+    assert s2["carried_over_users"] == unchanged
+    assert s2["summarized_users"] == second["updated_users"]
+
+    old = pipeline.read_summaries(cfg, earlier).set_index("user_id")
+    new = pipeline.read_summaries(cfg, as_of).set_index("user_id")
+    hist = pipeline.read_histories(cfg, as_of).set_index("user_id")
+    assert (new.event_timestamp == pipeline.as_of_datetime(as_of)).all()  # refresh time
+    for user in hist.index[~hist.updated][:5]:
+        np.testing.assert_array_equal(new.summary[user], old.summary[user])
+    # rerunning the same date changes nothing
+    again = pipeline.summarize(cfg, as_of)
+    assert again["carried_over_users"] == unchanged
+    rerun = pipeline.read_summaries(cfg, as_of).set_index("user_id").sort_index()
+    np.testing.assert_array_equal(np.stack(rerun.summary), np.stack(new.sort_index().summary))
+
+    # a new summarizer version: every user summarized again, under the new version
+    retrained = cfg.model_copy(
+        update={"summarizer": cfg.summarizer.model_copy(update={"seed": 11})}
+    )
+    pipeline.train_summarizer(retrained, earlier, progress=False)
+    s3 = pipeline.summarize(retrained, as_of)
+    assert s3["carried_over_users"] == 0
+    versions = lake.read_arrow(
+        cfg.paths.table(pipeline.SUMMARIES), filters=[("as_of_date", "=", str(as_of.date()))]
+    )["summarizer_version"]
+    assert pc.unique(versions).to_pylist() == [s3["summarizer_version"]]
+    assert s3["summarizer_version"] != s2["summarizer_version"]
