@@ -8,7 +8,7 @@ stay visible in training while a step's cost stays bounded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,22 +18,33 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from models.attention import TargetAttentionHead
+from models.reconstruction import ReconstructionDecoder, reconstruction_loss
 from models.summarizer import HistoryBatch, VistaSummarizer, encode_histories, item_index
 from vista.config import SummarizerConfig
 
 
 class SourceModel(nn.Module):
+    """Summarizer + target-attention head (+ the reconstruction decoder when its
+    loss has a weight)."""
+
     def __init__(self, cfg: SummarizerConfig) -> None:
         super().__init__()
         self.summarizer = VistaSummarizer(cfg)
         self.head = TargetAttentionHead(cfg.dim)
+        self.decoder = ReconstructionDecoder(cfg.dim, cfg.n_heads) if cfg.recon_weight else None
 
     def forward(
         self, history: HistoryBatch, cand_items: torch.Tensor, cand_categories: torch.Tensor
-    ) -> torch.Tensor:
-        """cand_items, cand_categories: (B, C) embedding rows -> logits (B, C)."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """cand_items, cand_categories: (B, C) embedding rows
+        -> click logits (B, C), reconstruction loss (or None)."""
         tokens = self.summarizer(history)  # (B, K, D)
-        return self.head(self.summarizer.embed_candidates(cand_items, cand_categories), tokens)
+        logits = self.head(self.summarizer.embed_candidates(cand_items, cand_categories), tokens)
+        if self.decoder is None:
+            return logits, None
+        embedded = self.summarizer.embed(history, slice(None))  # (B, N, D)
+        predicted = self.decoder(tokens, embedded, history.mask)
+        return logits, reconstruction_loss(predicted, embedded, history.mask)
 
 
 def pick_device() -> torch.device:
@@ -55,11 +66,15 @@ class SummarizerCurve:
     validation_step: list[int]
     validation_loss: list[float]
     best_step: int
+    recon_loss: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        recon = self.recon_loss
         return {
             "first_train_loss": self.train_loss[0],
             "final_train_loss": float(np.mean(self.train_loss[-20:])),
+            "first_recon_loss": recon[0] if recon else None,
+            "final_recon_loss": float(np.mean(recon[-20:])) if recon else None,
             "validation_step": self.validation_step,
             "validation_loss": self.validation_loss,
             "best_step": self.best_step,
@@ -111,10 +126,11 @@ class _ImpressionData:
         return history, to(cands), to(cats), to(labels), to(valid)
 
 
-def _loss(model: SourceModel, batch) -> torch.Tensor:
+def _losses(model: SourceModel, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(click log loss, reconstruction loss or None)."""
     history, cands, cats, labels, valid = batch
-    logits = model(history, cands, cats)
-    return F.binary_cross_entropy_with_logits(logits[valid], labels[valid])
+    logits, recon = model(history, cands, cats)
+    return F.binary_cross_entropy_with_logits(logits[valid], labels[valid]), recon
 
 
 def train_summarizer(
@@ -153,16 +169,19 @@ def train_summarizer(
     for step in steps:
         model.train()
         users = rng.choice(fit_users, min(cfg.train_users_per_step, len(fit_users)), replace=False)
-        loss = _loss(model, data.batch(users, rng, device, cfg.event_dropout))
+        click, recon = _losses(model, data.batch(users, rng, device, cfg.event_dropout))
+        loss = click if recon is None else click + cfg.recon_weight * recon
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        curve.train_loss.append(loss.item())
+        curve.train_loss.append(click.item())
+        if recon is not None:
+            curve.recon_loss.append(recon.item())
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.train_steps:
             model.eval()
             with torch.no_grad():
-                val = float(np.mean([_loss(model, b).item() for b in val_batches]))
+                val = float(np.mean([_losses(model, b)[0].item() for b in val_batches]))
             curve.validation_step.append(step + 1)
             curve.validation_loss.append(val)
             if val < best_loss:

@@ -179,3 +179,45 @@ def test_flops_per_event_grows_with_depth_and_width():
                          ({}, {"n_layers": 3}, {"dim": 32}))  # fmt: skip
     assert deep.flops_per_event() > small.flops_per_event()
     assert wide.flops_per_event() > 3 * small.flops_per_event()
+
+
+def test_causal_decoder_matches_reference_and_never_sees_the_future():
+    from models.reconstruction import ReconstructionDecoder, causal_qla, causal_qla_reference
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 12, 4, dtype=torch.float64) for _ in range(3))
+    seed_k, seed_v = torch.randn(2, 2, 3, 4, dtype=torch.float64), torch.randn(2, 2, 3, 4,
+                                                                               dtype=torch.float64)  # fmt: skip
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 9:] = False
+    prefix = qla_state(seed_k, seed_v, None)
+    torch.testing.assert_close(
+        causal_qla(q, k, v, mask, prefix), causal_qla_reference(q, k, v, mask, seed_k, seed_v)
+    )
+    decoder = ReconstructionDecoder(16, 2).eval()
+    tokens, history = torch.randn(1, 4, 16), torch.randn(1, 10, 16)
+    full_mask = torch.ones(1, 10, dtype=torch.bool)
+    changed = history.clone()
+    changed[:, 6:] += 5.0
+    with torch.no_grad():
+        a, b = decoder(tokens, history, full_mask), decoder(tokens, changed, full_mask)
+    torch.testing.assert_close(a[:, :6], b[:, :6])  # positions 0..5 never saw events 6..
+    assert not torch.allclose(a[:, 6:], b[:, 6:])
+
+
+def test_reconstruction_loss_weight_zero_drops_the_decoder():
+    from models.train_summarizer import SourceModel
+
+    with_rec = SourceModel(cfg(recon_weight=1.0))
+    without = SourceModel(cfg(recon_weight=0.0))
+    batch = encode_histories(*random_histories([20, 9]), 10**13, cfg())
+    cands = torch.randint(1, 50, (2, 3))
+    cats = torch.randint(1, 10, (2, 3))
+    logits, recon = with_rec(batch, cands, cats)
+    assert logits.shape == (2, 3)
+    assert recon is not None
+    assert recon.item() > 0
+    recon.backward()
+    assert with_rec.summarizer.seeds.grad is not None  # the summary tokens are trained by it
+    assert without.decoder is None
+    assert without(batch, cands, cats)[1] is None

@@ -110,6 +110,8 @@ class SummarizerConfig(_Section):
     lr: Annotated[float, Field(gt=0, le=1.0)] = 3e-3
     weight_decay: Annotated[float, Field(ge=0, le=10.0)] = 1e-2
     event_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    # weight of the next-event reconstruction loss (paper: 1.0); 0 turns it off
+    recon_weight: Annotated[float, Field(ge=0, le=100.0)] = 1.0
     validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
     eval_every: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     seed: Annotated[int, Field(ge=0)] = 0
