@@ -16,7 +16,7 @@ export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run test lint format data movielens dag-test clean clean-state lock
+.PHONY: help install run run-movielens test lint format data movielens dag-test clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ data: install ## Generate the default synthetic data set (skipped when present)
 
 run: install ## Install, then run the main DAG end to end on the embedded default
 	$(BIN)/vista dag-test
+
+run-movielens: install ## The main DAG on MovieLens-100K (conf/movielens.yaml)
+	$(BIN)/vista dag-test --profile movielens
 
 lint: $(STAMP) ## ruff check + ruff format --check
 	$(BIN)/ruff check .

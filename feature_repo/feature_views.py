@@ -14,7 +14,7 @@ user_summary_v1 = FeatureView(
     name="user_summary_v1",
     entities=[user],
     # a summary older than this is not served: the refresh cadence must beat it
-    ttl=timedelta(days=14),
+    ttl=timedelta(days=int(os.environ.get("VISTA_FEATURE_TTL_DAYS", "14"))),
     schema=[
         Field(
             name="summary",

@@ -26,7 +26,7 @@ class SuiteSpec:
     expectations: list
 
 
-def events_suite(now: dt.datetime) -> SuiteSpec:
+def events_suite(now: dt.datetime, event_types: list[str] | None = None) -> SuiteSpec:
     E = gx.expectations
     return SuiteSpec(
         name="events",
@@ -37,7 +37,9 @@ def events_suite(now: dt.datetime) -> SuiteSpec:
               ("user_id", "item_id", "event_type", "event_timestamp")),
             E.ExpectColumnValuesToBeBetween(column="user_id", min_value=0),
             E.ExpectColumnValuesToBeBetween(column="item_id", min_value=0),
-            E.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
+            E.ExpectColumnValuesToBeInSet(
+                column="event_type", value_set=list(event_types or EVENT_TYPES)
+            ),
             E.ExpectColumnValuesToBeBetween(
                 column="event_timestamp_s", min_value=0, max_value=int(now.timestamp())
             ),

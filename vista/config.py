@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -137,6 +137,44 @@ class RankerConfig(_Section):
 
 class FeaturesConfig(_Section):
     materialize_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    # a summary older than this is not joined or served: the refresh cadence must beat it
+    ttl_days: Annotated[int, Field(ge=1, le=3650)] = 14
+
+
+class SourceConfig(_Section):
+    """An events file of one's own, instead of the synthetic generator."""
+
+    events_path: Path
+    format: Literal["csv", "parquet", "jsonl"] = "csv"
+    separator: str = ","
+    # platform column -> file column; needs user_id, item_id, timestamp
+    columns: dict[str, str]
+    timestamp_unit: Literal["s", "ms", "us", "iso"] = "s"
+    items_path: Path | None = None
+    item_columns: dict[str, str] = Field(default_factory=dict)
+    category_first_token: bool = False
+    event_type: str = "view"
+    label_column: str = "rating"
+    label_threshold: float = 4.0
+    cutoff_date: dt.date
+
+    @model_validator(mode="after")
+    def _mapping_complete(self) -> SourceConfig:
+        missing = {"user_id", "item_id", "timestamp"} - set(self.columns)
+        if missing:
+            raise ValueError(f"columns must map {sorted(missing)} to columns of the file")
+        if self.items_path is not None and not {"item_id", "category"} <= set(self.item_columns):
+            raise ValueError("item_columns must map item_id and category when items_path is set")
+        return self
+
+    def resolved(self, root: Path) -> SourceConfig:
+        def absolute(p: Path | None) -> Path | None:
+            return p if p is None or p.is_absolute() else (root / p).resolve()
+
+        return self.model_copy(
+            update={"events_path": absolute(self.events_path),
+                    "items_path": absolute(self.items_path)}
+        )  # fmt: skip
 
 
 class VistaConfig(_Section):
@@ -148,6 +186,7 @@ class VistaConfig(_Section):
     summarizer: SummarizerConfig = SummarizerConfig()
     ranker: RankerConfig = RankerConfig()
     features: FeaturesConfig = FeaturesConfig()
+    source: SourceConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -205,7 +244,10 @@ def build_config(data: dict[str, Any], root: Path = PROJECT_ROOT) -> VistaConfig
         cfg = VistaConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
-    return cfg.model_copy(update={"paths": cfg.paths.resolved(root)})
+    update: dict[str, Any] = {"paths": cfg.paths.resolved(root)}
+    if cfg.source is not None:
+        update["source"] = cfg.source.resolved(root)
+    return cfg.model_copy(update=update)
 
 
 def load_config(

@@ -32,6 +32,7 @@ def feast_environment(cfg: VistaConfig) -> dict[str, str]:
         "VISTA_LAKE_DIR": str(cfg.paths.lake),
         "VISTA_SUMMARY_TOKENS": str(cfg.summarizer.n_seeds),
         "VISTA_SUMMARY_DIM": str(cfg.summarizer.dim),
+        "VISTA_FEATURE_TTL_DAYS": str(cfg.features.ttl_days),
         "FEAST_USAGE": "False",
     }
 
