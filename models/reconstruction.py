@@ -47,14 +47,25 @@ class ReconstructionDecoder(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(
-        self, tokens: torch.Tensor, history: torch.Tensor, mask: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        history: torch.Tensor,
+        mask: torch.Tensor,
+        window: slice | None = None,
     ) -> torch.Tensor:
         """tokens: (B, K, D) summary; history: (B, N, D) embeddings; mask: (B, N)
-        -> (B, N, D): at position i, the predicted embedding of event i + 1."""
+        -> (B, W, D): at each position i of ``window`` (default: all N), the predicted
+        embedding of event i + 1. Events before the window enter as one folded state,
+        so the causal part costs O(W hd^2) memory per head instead of O(N hd^2)."""
+        window = window or slice(0, history.shape[1])
         h = self.norm(history)
-        q, k, v = self.attn.qkv_heads(h)
         prefix = self.attn.state(self.norm(tokens), None)  # (B, H, hd, hd)
-        x = history + self.attn.merge(causal_qla(q, k, v, mask, prefix))
+        if window.start:
+            before = slice(0, window.start)
+            prefix = prefix + self.attn.state(h[:, before], mask[:, before])
+        q, k, v = self.attn.qkv_heads(h[:, window])
+        out = causal_qla(q, k, v, mask[:, window], prefix)
+        x = history[:, window] + self.attn.merge(out)
         x = x + self.mlp(x)
         return self.out(x)
 

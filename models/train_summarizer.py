@@ -43,8 +43,11 @@ class SourceModel(nn.Module):
         if self.decoder is None:
             return logits, None
         embedded = self.summarizer.embed(history, slice(None))  # (B, N, D)
-        predicted = self.decoder(tokens, embedded, history.mask)
-        return logits, reconstruction_loss(predicted, embedded, history.mask)
+        N, W = embedded.shape[1], self.summarizer.cfg.recon_window
+        start = int(torch.randint(0, max(N - W, 0) + 1, ())) if self.training else max(N - W, 0)
+        window = slice(start, start + W)
+        predicted = self.decoder(tokens, embedded, history.mask, window)
+        return logits, reconstruction_loss(predicted, embedded[:, window], history.mask[:, window])
 
 
 def pick_device() -> torch.device:

@@ -221,3 +221,17 @@ def test_reconstruction_loss_weight_zero_drops_the_decoder():
     assert with_rec.summarizer.seeds.grad is not None  # the summary tokens are trained by it
     assert without.decoder is None
     assert without(batch, cands, cats)[1] is None
+
+
+def test_decoder_window_equals_the_same_positions_of_a_full_pass():
+    from models.reconstruction import ReconstructionDecoder
+
+    torch.manual_seed(0)
+    decoder = ReconstructionDecoder(16, 2).double().eval()
+    tokens, history = torch.randn(2, 4, 16).double(), torch.randn(2, 30, 16).double()
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    mask[1, 25:] = False
+    with torch.no_grad():
+        full = decoder(tokens, history, mask)
+        part = decoder(tokens, history, mask, slice(10, 22))
+    torch.testing.assert_close(part, full[:, 10:22])

@@ -112,6 +112,8 @@ class SummarizerConfig(_Section):
     event_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
     # weight of the next-event reconstruction loss (paper: 1.0); 0 turns it off
     recon_weight: Annotated[float, Field(ge=0, le=100.0)] = 1.0
+    # events per step whose next event is reconstructed (a random window of the history)
+    recon_window: Annotated[int, Field(ge=2, le=1_000_000)] = 128
     validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
     eval_every: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     seed: Annotated[int, Field(ge=0)] = 0
