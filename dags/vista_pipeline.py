@@ -76,6 +76,18 @@ def _run(step: str, params: dict, logical_date, **kwargs):
         "regenerate": Param(
             False, type="boolean", description="rewrite the synthetic data even if present"
         ),
+        "retrain_summarizer": Param(
+            False,
+            type="boolean",
+            description="train a new summarizer even if one with these settings exists "
+            "(a new version re-summarizes every user)",
+        ),
+        "full_rebuild": Param(
+            False,
+            type="boolean",
+            description="rebuild histories and summaries from scratch instead of "
+            "incrementally from the previous snapshot (e.g. after late events)",
+        ),
     },
 )
 def vista_pipeline():
@@ -91,15 +103,16 @@ def vista_pipeline():
 
     @task
     def build_histories(_dq: dict, params=None, logical_date=None) -> dict:
-        return _run("build_histories", params, logical_date)
+        return _run("build_histories", params, logical_date, full=bool(params.get("full_rebuild")))
 
     @task
     def train_summarizer(_histories: dict, params=None, logical_date=None) -> dict:
-        return _run("train_summarizer", params, logical_date, progress=False)
+        retrain = bool(params.get("retrain_summarizer"))
+        return _run("train_summarizer", params, logical_date, progress=False, retrain=retrain)
 
     @task
     def summarize(_model: dict, params=None, logical_date=None) -> dict:
-        return _run("summarize", params, logical_date)
+        return _run("summarize", params, logical_date, full=bool(params.get("full_rebuild")))
 
     @task
     def validate_summaries(_summaries: dict, params=None, logical_date=None) -> dict:

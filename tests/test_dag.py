@@ -38,7 +38,10 @@ def test_dag_has_tags_retries_params_and_docs(dagbag):
     assert dag.doc_md
     for task in dag.tasks:
         assert task.retries >= 1, task.task_id
-    assert {"profile", "as_of", "regenerate"} <= set(dag.params.keys())
+    knobs = {"profile", "as_of", "regenerate", "full_rebuild", "retrain_summarizer"}
+    assert knobs <= set(dag.params.keys())
+    for name in dag.params:
+        assert dag.params.get_param(name).description, name
     order = [t.task_id for t in dag.topological_sort()]
     assert order.index("build_histories") < order.index("summarize")
     assert order.index("validate_summaries") < order.index("publish_features")

@@ -49,6 +49,8 @@ def test_refresh_recomputes_only_changed_users(tmp_path, spark):
     retrained = cfg.model_copy(
         update={"summarizer": cfg.summarizer.model_copy(update={"seed": 11})}
     )
+    reused = pipeline.train_summarizer(cfg, earlier, progress=False)
+    assert reused["reused"] is True  # frozen across refreshes
     pipeline.train_summarizer(retrained, earlier, progress=False)
     s3 = pipeline.summarize(retrained, as_of)
     assert s3["carried_over_users"] == 0

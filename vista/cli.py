@@ -90,9 +90,13 @@ def histories(profile: Profile = None, as_of: AsOf = None, full: Full = False) -
 
 
 @app.command("train-summarizer")
-def train_summarizer(profile: Profile = None, as_of: AsOf = None) -> None:
+def train_summarizer(
+    profile: Profile = None,
+    as_of: AsOf = None,
+    retrain: Annotated[bool, typer.Option(help="train even if a current one exists")] = False,
+) -> None:
     """Train the summarizer with a target-attention head; save it frozen."""
-    _step("train_summarizer", profile, as_of)
+    _step("train_summarizer", profile, as_of, retrain=retrain)
 
 
 @app.command()

@@ -243,11 +243,24 @@ def read_impressions(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def train_summarizer(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True) -> dict:
-    """Train the source model on the training window; save the frozen summarizer."""
+def train_summarizer(
+    cfg: VistaConfig, as_of: dt.datetime, progress: bool = True, retrain: bool = False
+) -> dict:
+    """Train the source model on the training window; save the frozen summarizer.
+
+    The summarizer stays frozen across refreshes (a new version would re-summarize
+    every user): an existing one trained with the same settings is reused unless
+    ``retrain``."""
     from models.summarizer import save_checkpoint
     from models.train_summarizer import train_summarizer as fit
 
+    settings = cfg.summarizer.model_dump(mode="json")
+    pointer = checkpoint_dir(cfg) / "current.json"
+    if not retrain and pointer.exists():
+        current = json.loads(pointer.read_text())
+        if current.get("settings") == settings and Path(current["path"]).exists():
+            return {"summarizer_version": current["version"], "checkpoint": current["path"],
+                    "reused": True}  # fmt: skip
     train_days, _ = impression_windows(cfg, as_of)
     histories = read_histories(cfg, as_of)
     impressions = read_impressions(cfg, train_days)
@@ -259,9 +272,10 @@ def train_summarizer(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
     path = save_checkpoint(
         model, checkpoint_dir(cfg) / f"{version}.pt", extra={"as_of": str(as_of.date())}
     )
-    _write_json(checkpoint_dir(cfg) / "current.json", {"version": version, "path": str(path)})
+    _write_json(pointer, {"version": version, "path": str(path), "settings": settings})
     return {
         "summarizer_version": version,
+        "reused": False,
         "checkpoint": str(path),
         "train_days": train_days,
         "training_curve": curve.to_dict(),
