@@ -8,7 +8,8 @@ stay visible in training while a step's cost stays bounded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,13 @@ from tqdm.auto import tqdm
 
 from models.attention import TargetAttentionHead
 from models.reconstruction import ReconstructionDecoder, reconstruction_loss
-from models.summarizer import HistoryBatch, VistaSummarizer, encode_histories, item_index
+from models.summarizer import (
+    CheckpointMismatchError,
+    HistoryBatch,
+    VistaSummarizer,
+    encode_histories,
+    item_index,
+)
 from vista.config import SummarizerConfig
 
 
@@ -142,12 +149,19 @@ def train_summarizer(
     as_of_us: int,
     cfg: SummarizerConfig,
     progress: bool = True,
+    checkpoint: Path | None = None,
+    stop_after: int | None = None,
 ) -> tuple[VistaSummarizer, SummarizerCurve]:
     """histories: user_id, item_ids, categories, event_timestamps;
     impressions: user_id, item_id, category, label.
 
     Users are split: ``validation_share`` of them are never trained on; their loss,
     measured every ``eval_every`` steps, picks the weights that are kept.
+
+    With ``checkpoint``, the whole training state (weights, optimizer, random
+    generators, curve) is saved there every ``checkpoint_every`` steps and training
+    resumes from it, reaching the same weights as an uninterrupted run.
+    ``stop_after`` ends this run after that many steps (a time-boxed job).
     """
     if impressions.empty:
         raise ValueError("no training impressions: the summarizer has nothing to learn from")
@@ -167,8 +181,18 @@ def train_summarizer(
         for i in range(0, len(val_users), cfg.train_users_per_step)
     ]
     curve = SummarizerCurve([], [], [], 0)
-    best_state, best_loss = None, float("inf")
-    steps = tqdm(range(cfg.train_steps), desc="summarizer", disable=not progress, mininterval=2)
+    best_state, best_loss, first = None, float("inf"), 0
+    if checkpoint is not None and checkpoint.exists():
+        state = _load_training_state(checkpoint, cfg)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        curve = SummarizerCurve(**state["curve"])
+        best_state, best_loss, first = state["best_state"], state["best_loss"], state["step"]
+    last = cfg.train_steps if stop_after is None else min(cfg.train_steps, first + stop_after)
+    steps = tqdm(range(first, last), desc="summarizer", disable=not progress, mininterval=2,
+                 initial=first, total=cfg.train_steps)  # fmt: skip
     for step in steps:
         model.train()
         users = rng.choice(fit_users, min(cfg.train_users_per_step, len(fit_users)), replace=False)
@@ -191,7 +215,49 @@ def train_summarizer(
                 best_loss, curve.best_step = val, step + 1
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             steps.set_postfix(train=f"{np.mean(curve.train_loss[-20:]):.4f}", val=f"{val:.4f}")
+        done = step + 1
+        if checkpoint is not None and (done % cfg.checkpoint_every == 0 or done == last):
+            _save_training_state(checkpoint, cfg, model, optimizer, rng, curve, best_state,
+                                 best_loss, done)  # fmt: skip
     if best_state is not None:
         model.load_state_dict(best_state)
     summarizer = model.summarizer.cpu().eval().requires_grad_(False)
     return summarizer, curve
+
+
+def _resume_key(cfg: SummarizerConfig) -> dict:
+    """Settings a checkpoint must share to be resumed (train_steps may grow)."""
+    return cfg.model_dump(mode="json", exclude={"train_steps", "checkpoint_every", "chunk_size"})
+
+
+def _save_training_state(path: Path, cfg, model, optimizer, rng, curve, best_state, best_loss,
+                         step: int) -> None:  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "settings": _resume_key(cfg),
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "curve": asdict(curve),
+            "best_state": best_state,
+            "best_loss": best_loss,
+        },
+        tmp,
+    )
+    tmp.replace(path)  # a crash mid-save keeps the previous checkpoint
+
+
+def _load_training_state(path: Path, cfg: SummarizerConfig) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    want, have = _resume_key(cfg), state["settings"]
+    diffs = [f"{k}: config {want[k]!r} != checkpoint {have.get(k)!r}"
+             for k in want if want[k] != have.get(k)]  # fmt: skip
+    if diffs:
+        raise CheckpointMismatchError(
+            f"training checkpoint {path} was made with other settings: " + "; ".join(diffs)
+        )
+    return state

@@ -116,6 +116,7 @@ class SummarizerConfig(_Section):
     recon_window: Annotated[int, Field(ge=2, le=1_000_000)] = 128
     validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
     eval_every: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    checkpoint_every: Annotated[int, Field(ge=1, le=1_000_000)] = 200
     seed: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")

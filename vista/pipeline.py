@@ -10,6 +10,7 @@ failed step leaves every table at its last committed version.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 import time
@@ -265,9 +266,13 @@ def train_summarizer(
     histories = read_histories(cfg, as_of)
     impressions = read_impressions(cfg, train_days)
     started = time.perf_counter()
+    # an interrupted run for the same date and settings resumes from here
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    resume = checkpoint_dir(cfg) / "training" / f"{as_of.date()}-{key}.pt"
     model, curve = fit(
-        histories, impressions, int(as_of.timestamp() * 1e6), cfg.summarizer, progress
-    )
+        histories, impressions, int(as_of.timestamp() * 1e6), cfg.summarizer, progress,
+        checkpoint=resume,
+    )  # fmt: skip
     version = model.version()
     path = save_checkpoint(
         model, checkpoint_dir(cfg) / f"{version}.pt", extra={"as_of": str(as_of.date())}
