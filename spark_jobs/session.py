@@ -29,6 +29,7 @@ def spark_session(cfg: SparkConfig, app_name: str = "vista"):
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.arrow_batch_rows))
+        .config("spark.sql.execution.arrow.maxBytesPerBatch", str(cfg.arrow_batch_bytes))
         # partition values are strings in Delta; keep them strings when Spark reads them
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
         .config("spark.ui.enabled", "false")

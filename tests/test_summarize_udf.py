@@ -55,3 +55,32 @@ def test_spark_udf_equals_direct_model_call(spark, checkpoint):
         assert got[user].history_length == n
         assert got[user].is_empty_history == (n == 0)
         assert np.isfinite(got[user].summary).all()
+
+
+def test_arrow_batches_are_bounded_in_bytes_for_long_histories(spark):
+    """Long histories must not pile up 64 to a batch: the byte cap splits them."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    key = "spark.sql.execution.arrow.maxBytesPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, str(2**20))
+    try:
+        rows = (
+            spark.range(40)
+            .select(
+                "id",
+                F.array_repeat(F.col("id"), 50_000).alias("items"),  # ~400 KB a row
+            )
+            .coalesce(1)
+        )
+
+        def sizes(frames):
+            for frame in frames:
+                yield pd.DataFrame({"rows": [len(frame)]})
+
+        counts = [r.rows for r in rows.mapInPandas(sizes, "rows long").collect()]
+    finally:
+        spark.conf.set(key, before)
+    assert sum(counts) == 40
+    assert max(counts) <= 3

@@ -51,6 +51,8 @@ class SparkConfig(_Section):
     shuffle_partitions: Annotated[int, Field(ge=1, le=100_000)] = 4
     driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
     arrow_batch_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 64
+    # bounds a UDF batch when rows are 1M-event histories (~24 MB each)
+    arrow_batch_bytes: Annotated[int, Field(ge=2**20, le=2**34)] = 256 * 2**20
 
 
 class GeneratorConfig(_Section):
