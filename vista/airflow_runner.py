@@ -7,6 +7,7 @@ through `vista dag-test`, and the tests) builds its environment here.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,8 +65,14 @@ def ensure_airflow_db(cfg: VistaConfig) -> None:
     marker.touch()
 
 
-def dag_test(cfg: VistaConfig, as_of: str, log: Path, dag_id: str = MAIN_DAG) -> int:
-    """`airflow dags test <dag_id> <as_of>`; returns its exit code, output in ``log``."""
+def dag_test(
+    cfg: VistaConfig, as_of: str, log: Path, conf: dict | None = None, dag_id: str = MAIN_DAG
+) -> int:
+    """`airflow dags test <dag_id> <as_of> --conf <params>`; returns its exit code,
+    output in ``log``."""
     ensure_airflow_db(cfg)
-    result = _airflow(cfg, ["dags", "test", dag_id, as_of], log)
+    args = ["dags", "test", dag_id, as_of]
+    if conf:
+        args += ["--conf", json.dumps(conf)]
+    result = _airflow(cfg, args, log)
     return result.returncode

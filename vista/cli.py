@@ -167,7 +167,12 @@ def online(
 
 
 @app.command("dag-test")
-def dag_test(profile: Profile = None, as_of: AsOf = None) -> None:
+def dag_test(
+    profile: Profile = None,
+    as_of: AsOf = None,
+    full_rebuild: Annotated[bool, typer.Option(help="DAG param full_rebuild")] = False,
+    retrain_summarizer: Annotated[bool, typer.Option(help="DAG param retrain_summarizer")] = False,
+) -> None:
     """Run the vista_pipeline DAG end to end with `airflow dags test` (in-process)."""
     from vista import airflow_runner, pipeline
 
@@ -175,7 +180,8 @@ def dag_test(profile: Profile = None, as_of: AsOf = None) -> None:
     date = _as_of(cfg, as_of).date().isoformat()
     log = cfg.paths.state / "logs" / f"dags_test_{date}.log"
     typer.echo(f"running DAG vista_pipeline for as_of {date} (log: {log}) ...", err=True)
-    code = airflow_runner.dag_test(cfg, date, log)
+    params = {"full_rebuild": full_rebuild, "retrain_summarizer": retrain_summarizer}
+    code = airflow_runner.dag_test(cfg, date, log, {k: v for k, v in params.items() if v})
     lines = log.read_text().splitlines() if log.exists() else []
     failed = code != 0 or any("state=failed" in line for line in lines)
     if failed:
