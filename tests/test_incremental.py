@@ -21,6 +21,7 @@ def test_refresh_recomputes_only_changed_users(tmp_path, spark):
     first = pipeline.build_histories(cfg, earlier)
     assert first["mode"] == "full"
     pipeline.train_summarizer(cfg, earlier, progress=False)
+    assert not list((pipeline.checkpoint_dir(cfg) / "training").glob("*.pt"))  # run finished
     s1 = pipeline.summarize(cfg, earlier)
     assert s1["carried_over_users"] == 0
 

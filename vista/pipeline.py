@@ -278,6 +278,8 @@ def train_summarizer(
         model, checkpoint_dir(cfg) / f"{version}.pt", extra={"as_of": str(as_of.date())}
     )
     _write_json(pointer, {"version": version, "path": str(path), "settings": settings})
+    # finished: a later retrain must start afresh, not "resume" a completed run
+    resume.unlink(missing_ok=True)
     return {
         "summarizer_version": version,
         "reused": False,
