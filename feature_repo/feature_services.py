@@ -1,8 +1,13 @@
 from feast import FeatureService
-from feature_views import user_summary_v1
+from feature_views import user_summary, user_summary_encoded
 
+# the decoded tokens, plus the stored row's metadata (which model, how long a history)
 ranker_v1 = FeatureService(
     name="ranker_v1",
-    features=[user_summary_v1],
-    description="Features of ranker_v1: the candidate attends to the user's summary tokens.",
+    features=[
+        user_summary,
+        user_summary_encoded[["history_length", "is_empty_history", "summarizer_version"]],
+    ],
+    description="Features of ranker_v1: the candidate attends to the user's summary tokens "
+    "(decoded to float32 on read).",
 )

@@ -5,6 +5,8 @@ Each Python worker loads the model once (cached by path) and sets torch's thread
 count to the cores Spark gives the task. Within a partition, rows arrive sorted by
 history length and are cut into batches of similar length with a bounded number of
 padded events, so one million-event user does not pad a batch of short ones.
+Tokens are stored compactly (``vista.summary_codec``: int8 with a per-token scale by
+default) and decoded by whoever reads them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pyspark.sql import types as T
 
 SUMMARIES_TABLE = "user_summaries"
 PARTITION_COL = "as_of_date"
+ENCODED_COLUMNS = ("summary_codes", "summary_scales", "summary_codec")
 MAX_PADDED_EVENTS = 262_144  # per forward pass: bounds memory with chunk_size
 
 SUMMARY_SCHEMA = T.StructType(
@@ -31,7 +34,9 @@ SUMMARY_SCHEMA = T.StructType(
         T.StructField("summarizer_version", T.StringType(), False),
         T.StructField("history_length", T.LongType(), False),
         T.StructField("is_empty_history", T.BooleanType(), False),
-        T.StructField("summary", T.ArrayType(T.FloatType(), False), False),
+        T.StructField("summary_codes", T.BinaryType(), False),
+        T.StructField("summary_scales", T.ArrayType(T.FloatType(), False), False),
+        T.StructField("summary_codec", T.StringType(), False),
     ]
 )
 
@@ -71,17 +76,18 @@ def length_batches(lengths: np.ndarray, max_padded: int) -> list[np.ndarray]:
 
 
 def summarize_pandas(
-    frame: pd.DataFrame, model, as_of: dt.datetime, version: str, max_padded: int
+    frame: pd.DataFrame, model, as_of: dt.datetime, version: str, max_padded: int, codec: str
 ) -> pd.DataFrame:
-    """One pandas batch of histories -> one row of summary tokens per user."""
+    """One pandas batch of histories -> one row of encoded summary tokens per user."""
     import torch
 
     from models.summarizer import encode_histories
+    from vista.summary_codec import encode
 
     as_of_us = int(as_of.timestamp() * 1_000_000)
     device = next(model.parameters()).device
     lengths = frame["history_length"].to_numpy()
-    out = np.zeros((len(frame), model.cfg.n_seeds * model.cfg.dim), dtype=np.float32)
+    out = np.zeros((len(frame), model.cfg.n_seeds, model.cfg.dim), dtype=np.float32)
     columns = [frame[c].to_numpy() for c in ("item_ids", "categories", "event_timestamps")]
     with torch.inference_mode():
         for idx in length_batches(lengths, max_padded):
@@ -89,7 +95,8 @@ def summarize_pandas(
                 *([np.asarray(col[i]) for i in idx] for col in columns), as_of_us, model.cfg
             )
             tokens = model(history.to(device))  # (B, K, D)
-            out[idx] = tokens.reshape(len(idx), -1).float().cpu().numpy()
+            out[idx] = tokens.float().cpu().numpy()
+    codes, scales = encode(out, codec)
     return pd.DataFrame(
         {
             "user_id": frame["user_id"].astype("int64"),
@@ -97,7 +104,9 @@ def summarize_pandas(
             "summarizer_version": version,
             "history_length": lengths.astype("int64"),
             "is_empty_history": lengths == 0,
-            "summary": list(out),
+            "summary_codes": codes,
+            "summary_scales": list(scales),
+            "summary_codec": codec,
         }
     )
 
@@ -107,6 +116,7 @@ def summarize_histories(
     checkpoint: Path,
     version: str,
     as_of: dt.datetime,
+    codec: str = "int8",
     max_padded: int = MAX_PADDED_EVENTS,
 ) -> DataFrame:
     """Spark transform: user_histories rows -> user_summaries rows."""
@@ -116,7 +126,7 @@ def summarize_histories(
         model = _worker_model(path)
         for frame in batches:
             if len(frame):
-                yield summarize_pandas(frame, model, as_of, version, max_padded)
+                yield summarize_pandas(frame, model, as_of, version, max_padded, codec)
 
     return (
         histories.select("user_id", "history_length", "item_ids", "categories", "event_timestamps")
@@ -127,21 +137,22 @@ def summarize_histories(
 
 
 def carry_over_summaries(
-    histories: DataFrame, previous: DataFrame, version: str, as_of: dt.datetime
+    histories: DataFrame, previous: DataFrame, version: str, as_of: dt.datetime, codec: str
 ) -> DataFrame:
-    """Previous summaries of users whose history did not change, made by ``version``,
-    restamped ``as_of`` (the refresh time is the Feast event timestamp). They keep the
-    created_timestamp of the run that computed them."""
+    """Previous summaries of users whose history did not change, made by ``version`` and
+    stored with ``codec``, restamped ``as_of`` (the refresh time is the Feast event
+    timestamp). They keep the created_timestamp of the run that computed them."""
     unchanged = histories.where(~F.col("updated")).select("user_id", "history_length")
-    same_model = previous.where(F.col("summarizer_version") == F.lit(version)).select(
-        "user_id", "summarizer_version", "is_empty_history", "summary", "created_timestamp"
-    )
+    same_model = previous.where(
+        (F.col("summarizer_version") == F.lit(version)) & (F.col("summary_codec") == F.lit(codec))
+    ).select("user_id", "summarizer_version", "is_empty_history", *ENCODED_COLUMNS,
+             "created_timestamp")  # fmt: skip
     return unchanged.join(same_model, "user_id", "inner").select(
         "user_id",
         F.lit(as_of).cast("timestamp").alias("event_timestamp"),
         "summarizer_version",
         "history_length",
         "is_empty_history",
-        "summary",
+        *ENCODED_COLUMNS,
         "created_timestamp",
     )

@@ -81,8 +81,10 @@ def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
     assert 0 < head["ranker_auc"] < 1
     assert head["oracle_auc"] > 0.5
     assert head["summarizer_version"].startswith("s-")
-    for table in (pipeline.EVENTS, pipeline.HISTORIES, pipeline.SUMMARIES):
+    for table in (pipeline.EVENTS, pipeline.HISTORIES):
         assert lake.read_arrow(cfg.paths.table(table)).num_rows > 0
+    assert pipeline.summarizer_versions(cfg) == [head["summarizer_version"]]
+    assert lake.read_arrow(pipeline.summaries_path(cfg)).num_rows > 0
     docs = cfg.paths.reports / as_of / "data_docs" / "index.html"
     assert docs.exists()
     assert "user_summaries" in docs.read_text()
@@ -103,4 +105,4 @@ def test_failing_critical_suite_stops_the_dag_and_commits_nothing_downstream(tmp
     assert "column 'user_id'" in result.stderr
     assert lake.table_version(events) == events_version
     assert not lake.table_exists(cfg.paths.table(pipeline.HISTORIES))
-    assert not lake.table_exists(cfg.paths.table(pipeline.SUMMARIES))
+    assert pipeline.summarizer_versions(cfg) == []

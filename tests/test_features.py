@@ -5,34 +5,45 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from spark_jobs import lake
-from vista import features, pipeline
+from vista import features, pipeline, summary_codec
 
 
-def test_registry_holds_entity_view_and_service(pipeline_run):
-    cfg, _, _ = pipeline_run
+def test_registry_holds_entity_views_and_service(pipeline_run):
+    cfg, _, steps = pipeline_run
     store = features.feature_store(cfg)
-    view = store.get_feature_view("user_summary_v1")
-    assert {f.name for f in view.features} >= {"summary", "history_length", "summarizer_version"}
-    assert view.tags["n_tokens"] == str(cfg.summarizer.n_seeds)
-    assert view.tags["token_dim"] == str(cfg.summarizer.dim)
+    version = steps["summaries"]["summarizer_version"]
+    stored = store.get_feature_view(features.ENCODED_VIEW)
+    assert {f.name for f in stored.features} >= {
+        "summary_codes", "summary_scales", "summary_codec", "history_length", "summarizer_version"
+    }  # fmt: skip
+    # the source reads this summarizer version's own table
+    assert stored.batch_source.path == str(pipeline.summaries_path(cfg, version))
+    assert stored.tags["summarizer_version"] == version
+    assert stored.tags["codec"] == cfg.features.summary_codec == "int8"
+    decoded = store.get_on_demand_feature_view(features.SUMMARY_VIEW)
+    assert [f.name for f in decoded.features] == ["summary"]
+    assert decoded.tags["n_tokens"] == str(cfg.summarizer.n_seeds)
+    assert decoded.tags["token_dim"] == str(cfg.summarizer.dim)
     assert store.get_feature_service("ranker_v1").name == "ranker_v1"
     assert [e.name for e in store.list_entities()] == ["user"]
 
 
 def test_point_in_time_join_never_sees_a_future_summary(pipeline_run):
     cfg, as_of, _ = pipeline_run
-    path = cfg.paths.table(pipeline.SUMMARIES)
+    k, d = cfg.summarizer.n_seeds, cfg.summarizer.dim
+    path = pipeline.summaries_path(cfg)
     first = lake.read_arrow(path, filters=[("as_of_date", "=", str(as_of.date()))])
     users = first.slice(0, 2)
     later = as_of + dt.timedelta(days=10)
     n = users.num_rows
+    codes, scales = summary_codec.encode(np.full((n, k, d), 7.0, np.float32), "int8")
     marked = (
-        users.set_column(users.schema.get_field_index("summary"), "summary",
-                         pa.array([np.full(len(users["summary"][0]), 7.0, np.float32)] * n,
-                                  users.schema.field("summary").type))
+        users.set_column(users.schema.get_field_index("summary_codes"), "summary_codes",
+                         pa.array(codes, users.schema.field("summary_codes").type))
+        .set_column(users.schema.get_field_index("summary_scales"), "summary_scales",
+                    pa.array(list(scales), users.schema.field("summary_scales").type))
         .set_column(users.schema.get_field_index("event_timestamp"), "event_timestamp",
                     pa.array([later] * n, users.schema.field("event_timestamp").type))
         .set_column(users.schema.get_field_index("as_of_date"), "as_of_date",
@@ -53,10 +64,10 @@ def test_point_in_time_join_never_sees_a_future_summary(pipeline_run):
         )
         got = features.training_frame(features.feature_store(cfg), entity)
         got = got.sort_values("event_timestamp").reset_index(drop=True)
-        original = first.filter(pc.equal(first["user_id"], user))["summary"][0].as_py()
+        original = pipeline.read_summaries(cfg, as_of).set_index("user_id").summary[user]
         assert got.summary[0] is None
         np.testing.assert_array_equal(np.asarray(got.summary[1], np.float32), original)
-        assert np.all(np.asarray(got.summary[2]) == 7.0)
+        np.testing.assert_allclose(np.asarray(got.summary[2]), 7.0, rtol=1e-6)
     finally:
         lake.write_arrow(
             path, first.slice(0, 0), ["as_of_date"], replace_where=f"as_of_date = '{later.date()}'"

@@ -55,8 +55,14 @@ def test_refresh_recomputes_only_changed_users(tmp_path, spark):
     pipeline.train_summarizer(retrained, earlier, progress=False)
     s3 = pipeline.summarize(retrained, as_of)
     assert s3["carried_over_users"] == 0
-    versions = lake.read_arrow(
-        cfg.paths.table(pipeline.SUMMARIES), filters=[("as_of_date", "=", str(as_of.date()))]
-    )["summarizer_version"]
-    assert pc.unique(versions).to_pylist() == [s3["summarizer_version"]]
-    assert s3["summarizer_version"] != s2["summarizer_version"]
+    old_version, new_version = s2["summarizer_version"], s3["summarizer_version"]
+    assert new_version != old_version
+    # kept apart: the new version has a table of its own, the old one is untouched
+    new_table = pipeline.summaries_path(retrained)
+    assert new_table != pipeline.summaries_path(cfg, old_version)
+    assert pc.unique(lake.read_arrow(new_table)["summarizer_version"]).to_pylist() == [new_version]
+    kept = pipeline.read_summaries(cfg, as_of, version=old_version).set_index("user_id")
+    assert set(kept.summarizer_version) == {old_version}
+    np.testing.assert_array_equal(np.stack(kept.sort_index().summary),
+                                  np.stack(new.sort_index().summary))  # fmt: skip
+    assert pipeline.summarizer_versions(cfg) == [old_version, new_version]

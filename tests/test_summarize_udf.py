@@ -7,6 +7,7 @@ import torch
 from models.summarizer import VistaSummarizer, encode_histories, save_checkpoint
 from spark_jobs.summarize import length_batches, summarize_histories
 from vista.config import SummarizerConfig
+from vista.summary_codec import decode
 
 AS_OF = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 
@@ -30,7 +31,12 @@ def checkpoint(tmp_path):
     return model, save_checkpoint(model, tmp_path / "m.pt")
 
 
-def test_spark_udf_equals_direct_model_call(spark, checkpoint):
+# error bounds of each stored form against the float32 model output
+CODEC_TOLERANCE = {"float32": 1e-5, "bf16": 2**-8, "int8": 1 / 127}
+
+
+@pytest.mark.parametrize("codec", ["float32", "int8"])
+def test_spark_udf_equals_direct_model_call(spark, checkpoint, codec):
     model, path = checkpoint
     rng = np.random.default_rng(0)
     as_of_us = int(AS_OF.timestamp() * 1e6)
@@ -41,20 +47,26 @@ def test_spark_udf_equals_direct_model_call(spark, checkpoint):
     schema = ("user_id long, history_length long, item_ids array<long>, "
               "categories array<long>, event_timestamps array<long>")  # fmt: skip
     histories = spark.createDataFrame(rows, schema).repartition(2)
-    out = summarize_histories(histories, path, model.version(), AS_OF, max_padded=64)
+    out = summarize_histories(histories, path, model.version(), AS_OF, codec, max_padded=64)
     got = {r.user_id: r for r in out.collect()}
+    k, d = model.cfg.n_seeds, model.cfg.dim
     assert set(got) == {0, 1, 2, 3}
     for user, n, items, cats, ts in rows:
         with torch.no_grad():
             want = model(encode_histories([np.array(items, dtype=np.int64)],
                                           [np.array(cats, dtype=np.int64)],
                                           [np.array(ts, dtype=np.int64)], as_of_us, model.cfg))  # fmt: skip
-        np.testing.assert_allclose(got[user].summary, want.reshape(-1).numpy(), rtol=1e-4,
-                                   atol=1e-5)  # fmt: skip
-        assert got[user].summarizer_version == model.version()
-        assert got[user].history_length == n
-        assert got[user].is_empty_history == (n == 0)
-        assert np.isfinite(got[user].summary).all()
+        row = got[user]
+        assert row.summary_codec == codec
+        summary = decode([row.summary_codes], [row.summary_scales], codec, k, d)[0]
+        want = want[0].numpy()
+        # per token: error relative to the token's largest value
+        bound = CODEC_TOLERANCE[codec] * np.abs(want).max(axis=1, keepdims=True)
+        assert (np.abs(summary.reshape(k, d) - want) <= bound + 1e-6).all()
+        assert row.summarizer_version == model.version()
+        assert row.history_length == n
+        assert row.is_empty_history == (n == 0)
+        assert np.isfinite(summary).all()
 
 
 def test_arrow_batches_are_bounded_in_bytes_for_long_histories(spark):

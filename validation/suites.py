@@ -47,9 +47,10 @@ def events_suite(now: dt.datetime, event_types: list[str] | None = None) -> Suit
     )  # fmt: skip
 
 
-def summaries_suite(n_tokens: int, token_dim: int) -> SuiteSpec:
+def summaries_suite(n_tokens: int, token_dim: int, codec: str | None = None) -> SuiteSpec:
     E = gx.expectations
     width = n_tokens * token_dim
+    stored_as = [E.ExpectColumnValuesToBeInSet(column="summary_codec", value_set=[codec])]
     return SuiteSpec(
         name="user_summaries",
         critical=True,
@@ -64,6 +65,7 @@ def summaries_suite(n_tokens: int, token_dim: int) -> SuiteSpec:
             E.ExpectColumnValuesToBeBetween(column="summary_token_norm", min_value=0,
                                             max_value=MAX_TOKEN_NORM),
             E.ExpectColumnValuesToBeBetween(column="history_length", min_value=0),
+            *(stored_as if codec else []),
         ],
     )  # fmt: skip
 
@@ -77,6 +79,7 @@ def events_frame(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def summaries_frame(summaries: pd.DataFrame, n_tokens: int) -> pd.DataFrame:
+    """Scalar columns derived from the decoded ``summary`` (the stored codes are dropped)."""
     vectors = summaries["summary"].to_numpy()
     lengths = np.array([len(v) if v is not None else -1 for v in vectors])
     finite = np.array([v is not None and bool(np.isfinite(v).all()) for v in vectors])
@@ -91,6 +94,7 @@ def summaries_frame(summaries: pd.DataFrame, n_tokens: int) -> pd.DataFrame:
             for v in vectors
         ]
     )
-    return summaries.drop(columns=["summary"]).assign(
+    stored = ["summary", "summary_codes", "summary_scales"]
+    return summaries.drop(columns=stored, errors="ignore").assign(
         summary_length=lengths, summary_all_finite=finite, summary_token_norm=norms
     )

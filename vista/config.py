@@ -144,6 +144,9 @@ class FeaturesConfig(_Section):
     materialize_days: Annotated[int, Field(ge=1, le=3650)] = 30
     # a summary older than this is not joined or served: the refresh cadence must beat it
     ttl_days: Annotated[int, Field(ge=1, le=3650)] = 14
+    # how summary tokens are stored: int8 + per-token scale (4x smaller than float32),
+    # bf16 (2x), or float32 (lossless); see vista/summary_codec.py
+    summary_codec: Literal["int8", "bf16", "float32"] = "int8"
 
 
 class SourceConfig(_Section):

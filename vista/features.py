@@ -19,19 +19,28 @@ from vista.config import PROJECT_ROOT, VistaConfig
 
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 FEATURE_SERVICE = "ranker_v1"
-SUMMARY_VIEW = "user_summary_v1"
+SUMMARY_VIEW = "user_summary"  # on-demand view: the stored codes decoded to float32
+ENCODED_VIEW = "user_summary_encoded"  # the cache's rows as stored
 REPO_MODULES = ("entities", "data_sources", "feature_views", "feature_services")
 
 
 def feast_environment(cfg: VistaConfig) -> dict[str, str]:
     """Environment variables that feature_store.yaml and the repo's sources read;
     creates the registry folder they point at."""
+    from vista.pipeline import current_summarizer
+
     (cfg.paths.state / "feast").mkdir(parents=True, exist_ok=True)
+    try:
+        version = current_summarizer(cfg)["version"]
+    except FileNotFoundError:  # nothing trained yet: the repo still applies
+        version = "none"
     return {
         "VISTA_FEAST_DIR": str(cfg.paths.state / "feast"),
         "VISTA_LAKE_DIR": str(cfg.paths.lake),
         "VISTA_SUMMARY_TOKENS": str(cfg.summarizer.n_seeds),
         "VISTA_SUMMARY_DIM": str(cfg.summarizer.dim),
+        "VISTA_SUMMARY_CODEC": cfg.features.summary_codec,
+        "VISTA_SUMMARIZER_VERSION": version,
         "VISTA_FEATURE_TTL_DAYS": str(cfg.features.ttl_days),
         "FEAST_USAGE": "False",
     }
@@ -71,7 +80,8 @@ def repo_objects(cfg: VistaConfig) -> list:
     return [
         entities.user,
         sources.user_summaries_source,
-        views.user_summary_v1,
+        views.user_summary_encoded,
+        views.user_summary,
         services.ranker_v1,
     ]
 
@@ -98,8 +108,8 @@ def materialize(store, end: dt.datetime, start: dt.datetime | None = None) -> No
 
 
 def online_summaries(store, user_ids: list[int]) -> dict[str, list]:
-    features = [
-        f"{SUMMARY_VIEW}:{name}" for name in ("summary", "history_length", "summarizer_version")
+    features = [f"{SUMMARY_VIEW}:summary"] + [
+        f"{ENCODED_VIEW}:{name}" for name in ("history_length", "summarizer_version")
     ]
     response = store.get_online_features(
         features=features, entity_rows=[{"user_id": int(u)} for u in user_ids]

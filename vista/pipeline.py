@@ -297,6 +297,28 @@ def current_summarizer(cfg: VistaConfig) -> dict[str, str]:
     return json.loads(pointer.read_text())
 
 
+def summaries_path(cfg: VistaConfig, version: str | None = None) -> Path:
+    """The summaries of one summarizer version (default: the current one).
+
+    Each version has a Delta table of its own, so rows of two models never mix: a new
+    version starts an empty table (every user is summarized anew), the Feast source
+    moves to it, and the old version's table stays readable until it is dropped."""
+    return cfg.paths.table(SUMMARIES) / (version or current_summarizer(cfg)["version"])
+
+
+def summarizer_versions(cfg: VistaConfig) -> list[str]:
+    """Versions with a summaries table, in the order their tables were created."""
+    root = cfg.paths.table(SUMMARIES)
+    if not root.exists():
+        return []
+    created = {
+        p.name: lake.open_table(p).history()[-1]["timestamp"]
+        for p in root.iterdir()
+        if lake.table_exists(p)
+    }
+    return sorted(created, key=lambda name: (created[name], name))
+
+
 # ---------------------------------------------------------------- 4. summaries
 def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[str, Any]:
     """Summaries for the ``as_of`` snapshot. Users whose history did not change since the
@@ -312,7 +334,8 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
     histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
         f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
     )
-    path = cfg.paths.table(SUMMARIES)
+    path = summaries_path(cfg, current["version"])
+    codec = cfg.features.summary_codec
     previous = None if full else previous_snapshot(path, as_of)
     # `updated` is relative to the histories' previous snapshot: carrying summaries
     # over is only right if they were made from that same snapshot
@@ -322,9 +345,11 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
     to_summarize, carried = histories, None
     if previous is not None:
         earlier = lake.spark_read(spark, path).where(f"{PARTITION_COL} = '{previous}'")
-        carried = carry_over_summaries(histories, earlier, current["version"], as_of)
+        carried = carry_over_summaries(histories, earlier, current["version"], as_of, codec)
         to_summarize = histories.join(carried.select("user_id"), "user_id", "left_anti")
-    summaries = summarize_histories(to_summarize, Path(current["path"]), current["version"], as_of)
+    summaries = summarize_histories(
+        to_summarize, Path(current["path"]), current["version"], as_of, codec
+    )
     if carried is not None:
         summaries = summaries.unionByName(carried)
     version = lake.spark_replace_partition(
@@ -332,7 +357,7 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
         path,
         PARTITION_COL,
         as_of.date().isoformat(),
-        metadata={"vista.summarizer_version": current["version"]},
+        metadata={"vista.summarizer_version": current["version"], "vista.summary_codec": codec},
     )
     seconds = time.perf_counter() - started
     stats = _partition_stats(path, as_of)
@@ -342,6 +367,8 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
     return {
         "table_version": version,
         "summarizer_version": current["version"],
+        "summary_codec": codec,
+        "stored_bytes": _partition_bytes(path, as_of),
         "carried_over_from": previous,
         "carried_over_users": carried_users,
         "summarized_users": stats["users"] - carried_users,
@@ -351,8 +378,23 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
     }
 
 
-def read_summaries(cfg: VistaConfig, as_of: dt.datetime) -> pd.DataFrame:
-    return lake.read_arrow(cfg.paths.table(SUMMARIES), filters=_partition_filter(as_of)).to_pandas()
+def _partition_bytes(path: Path, as_of: dt.datetime) -> int:
+    """Bytes on disk of one partition's data files."""
+    partition = f"/as_of_date={as_of.date().isoformat()}/"
+    files = [uri for uri in lake.open_table(path).file_uris() if partition in uri]
+    return sum(Path(uri.removeprefix("file://")).stat().st_size for uri in files)
+
+
+def read_summaries(
+    cfg: VistaConfig, as_of: dt.datetime, version: str | None = None
+) -> pd.DataFrame:
+    """One snapshot's summaries, decoded: ``summary`` holds the K*D float32 tokens."""
+    from vista.summary_codec import decode_frame
+
+    path = summaries_path(cfg, version)
+    frame = lake.read_arrow(path, filters=_partition_filter(as_of)).to_pandas()
+    decoded = decode_frame(frame, cfg.summarizer.n_seeds, cfg.summarizer.dim)
+    return frame.assign(summary=list(decoded))
 
 
 def validate_summaries(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
@@ -360,7 +402,7 @@ def validate_summaries(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     from validation.suites import summaries_frame, summaries_suite
 
     frame = summaries_frame(read_summaries(cfg, as_of), cfg.summarizer.n_seeds)
-    suite = summaries_suite(cfg.summarizer.n_seeds, cfg.summarizer.dim)
+    suite = summaries_suite(cfg.summarizer.n_seeds, cfg.summarizer.dim, cfg.features.summary_codec)
     return run_suite(suite, frame, report_dir(cfg, as_of)).to_dict()
 
 
