@@ -76,6 +76,14 @@ def check_training_set(df: pd.DataFrame, summary: SummaryShape) -> None:
             f"column '{SUMMARY_COLUMN}': {wrong} row(s) whose length is not "
             f"K x D = {summary.n_tokens} x {summary.token_dim} = {want}"
         )
+    nonfinite = df[SUMMARY_COLUMN].map(
+        lambda s: s is not None and not np.isfinite(np.asarray(s, np.float64)).all()
+    )
+    if nonfinite.sum():
+        raise TrainingSetError(
+            f"column '{SUMMARY_COLUMN}': {nonfinite.sum()} row(s) with NaN or infinite values "
+            "(a stored summary that did not decode?)"
+        )
 
 
 def summary_matrix(df: pd.DataFrame, summary: SummaryShape) -> tuple[np.ndarray, np.ndarray]:

@@ -75,14 +75,14 @@ def length_batches(lengths: np.ndarray, max_padded: int) -> list[np.ndarray]:
     return batches
 
 
-def summarize_pandas(
-    frame: pd.DataFrame, model, as_of: dt.datetime, version: str, max_padded: int, codec: str
-) -> pd.DataFrame:
-    """One pandas batch of histories -> one row of encoded summary tokens per user."""
+def summary_tokens(
+    frame: pd.DataFrame, model, as_of: dt.datetime, max_padded: int = MAX_PADDED_EVENTS
+) -> np.ndarray:
+    """Histories (item_ids, categories, event_timestamps, history_length columns) ->
+    (users, K, D) float32 summary tokens, in length-grouped batches."""
     import torch
 
     from models.summarizer import encode_histories
-    from vista.summary_codec import encode
 
     as_of_us = int(as_of.timestamp() * 1_000_000)
     device = next(model.parameters()).device
@@ -94,9 +94,18 @@ def summarize_pandas(
             history = encode_histories(
                 *([np.asarray(col[i]) for i in idx] for col in columns), as_of_us, model.cfg
             )
-            tokens = model(history.to(device))  # (B, K, D)
-            out[idx] = tokens.float().cpu().numpy()
-    codes, scales = encode(out, codec)
+            out[idx] = model(history.to(device)).float().cpu().numpy()
+    return out
+
+
+def summarize_pandas(
+    frame: pd.DataFrame, model, as_of: dt.datetime, version: str, max_padded: int, codec: str
+) -> pd.DataFrame:
+    """One pandas batch of histories -> one row of encoded summary tokens per user."""
+    from vista.summary_codec import encode
+
+    lengths = frame["history_length"].to_numpy()
+    codes, scales = encode(summary_tokens(frame, model, as_of, max_padded), codec)
     return pd.DataFrame(
         {
             "user_id": frame["user_id"].astype("int64"),

@@ -51,6 +51,11 @@ def test_training_set_errors_name_column_and_row_count():
     short.at[5, "summary"] = np.zeros(7, np.float32)
     with pytest.raises(TrainingSetError, match=r"'summary': 1 row\(s\) .* 4 x 8 = 32"):
         check_training_set(short, SHAPE)
+    undecoded = df.copy()
+    undecoded.at[3, "summary"] = np.full(32, np.nan, np.float32)
+    undecoded.at[4, "summary"] = None  # no summary yet: allowed
+    with pytest.raises(TrainingSetError, match=r"'summary': 1 row\(s\) with NaN or infinite"):
+        check_training_set(undecoded, SHAPE)
 
 
 def test_ranker_step_trains_on_feast_training_set(pipeline_run):

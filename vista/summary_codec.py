@@ -7,7 +7,7 @@ A user's summary is K tokens of D floats. The cache stores it as one binary valu
   over the token's D values; 1 byte a value (4x smaller than float32), error at most
   s / 2 per value.
 - ``bf16``: the upper 16 bits of each float32, rounded to nearest even; 2 bytes a value,
-  relative error at most 2^-9.
+  relative error at most 2^-8 (8 significant bits).
 - ``float32``: the values as they are (no loss), for comparison.
 
 Numpy only, so that a modeler can decode rows pulled from Feast without torch.
