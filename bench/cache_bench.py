@@ -17,6 +17,7 @@ Prints a table and writes bench/results/cache_<profile>.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -86,8 +87,10 @@ def ranker_auc(cfg, as_of, user_ids, vectors) -> dict:
     """ranker_v1 on these vectors: train on the training days, AUC on the later days."""
     import pandas as pd
 
-    from models.ranker import SummaryShape, evaluate, score, train_ranker
+    from models.evaluation import ranking_metrics
+    from models.ranker import score, train_ranker
     from vista import pipeline
+    from vista.evaluation import ranker_spec
 
     by_user = dict(zip(user_ids.tolist(), list(vectors), strict=True))
     train_days, eval_days = pipeline.impression_windows(cfg, as_of)
@@ -98,11 +101,10 @@ def ranker_auc(cfg, as_of, user_ids, vectors) -> dict:
         return imps.assign(summary=summary.where(summary.notna(), None)).reset_index(drop=True)
 
     train, test = frame(train_days), frame(eval_days)
-    shape = SummaryShape(cfg.summarizer.n_seeds, cfg.summarizer.dim)
-    model, _ = train_ranker(train, cfg.ranker, shape, cfg.summarizer.vocab_size,
-                            cfg.summarizer.category_vocab_size, progress=False)  # fmt: skip
-    labels = test["label"].to_numpy()
-    return evaluate(labels, score(model, pd.DataFrame(test)))
+    spec = dataclasses.replace(ranker_spec(cfg, "vista"), recent_items=0)
+    model, _ = train_ranker(train, cfg.ranker, spec, progress=False)
+    return ranking_metrics(test["label"].to_numpy(), score(model, pd.DataFrame(test)),
+                           test["user_id"].to_numpy())  # fmt: skip
 
 
 def main() -> None:

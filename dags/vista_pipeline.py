@@ -4,7 +4,8 @@
 Lifelong histories to ranker, for one snapshot date (``as_of``, the run's logical date
 unless the ``as_of`` param says otherwise):
 
-events -> histories -> summarizer -> summaries -> Feast features -> ranker -> report
+events -> histories -> (raw features, summarizer -> summaries) -> Feast features
+       -> ranker_v1 -> evaluation against the baselines -> report
 
 Each task is one call into ``vista.pipeline`` (the same call the CLI and the tests
 make), reads and writes only its date's partition, and commits each Delta table
@@ -82,6 +83,12 @@ def _run(step: str, params: dict, logical_date, **kwargs):
             description="train a new summarizer even if one with these settings exists "
             "(a new version re-summarizes every user)",
         ),
+        "evaluate": Param(
+            True,
+            type="boolean",
+            description="train the raw-history baselines beside VISTA and write the "
+            "evaluation report (reports/<as_of>/report.md)",
+        ),
         "full_rebuild": Param(
             False,
             type="boolean",
@@ -106,6 +113,10 @@ def vista_pipeline():
         return _run("build_histories", params, logical_date, full=bool(params.get("full_rebuild")))
 
     @task
+    def build_raw_features(_histories: dict, params=None, logical_date=None) -> dict:
+        return _run("build_raw_features", params, logical_date)
+
+    @task
     def train_summarizer(_histories: dict, params=None, logical_date=None) -> dict:
         retrain = bool(params.get("retrain_summarizer"))
         return _run("train_summarizer", params, logical_date, progress=False, retrain=retrain)
@@ -119,12 +130,18 @@ def vista_pipeline():
         return _run("validate_summaries", params, logical_date)
 
     @task
-    def publish_features(_dq: dict, params=None, logical_date=None) -> dict:
+    def publish_features(_dq: dict, _raw: dict, params=None, logical_date=None) -> dict:
         return _run("publish_features", params, logical_date)
 
     @task
     def train_and_evaluate_ranker(_features: dict, params=None, logical_date=None) -> dict:
         return _run("train_and_evaluate_ranker", params, logical_date, progress=False)
+
+    @task
+    def evaluate_and_report(_ranker: dict, params=None, logical_date=None) -> dict:
+        if not params.get("evaluate", True):
+            return {"skipped": True}
+        return _run("evaluate_and_report", params, logical_date, progress=False)
 
     @task
     def write_report(steps: dict, params=None, logical_date=None) -> str:
@@ -140,21 +157,25 @@ def vista_pipeline():
     data = generate_data()
     events_dq = validate_events(data)
     histories = build_histories(events_dq)
+    raw = build_raw_features(histories)
     model = train_summarizer(histories)
     summaries = summarize(model)
     summaries_dq = validate_summaries(summaries)
-    features = publish_features(summaries_dq)
+    features = publish_features(summaries_dq, raw)
     ranker = train_and_evaluate_ranker(features)
+    evaluation = evaluate_and_report(ranker)
     write_report(
         {
             "data": data,
             "events_quality": events_dq,
             "histories": histories,
+            "raw_features": raw,
             "summarizer": model,
             "summaries": summaries,
             "summaries_quality": summaries_dq,
             "features": features,
             "ranker": ranker,
+            "evaluation": evaluation,
         }
     )
 

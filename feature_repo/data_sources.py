@@ -19,3 +19,21 @@ user_summaries_source = FileSource(
     description=f"VISTA summary tokens of summarizer {SUMMARIZER_VERSION}, encoded, one row "
     "per (user, as_of snapshot).",
 )
+
+user_history_tail_source = FileSource(
+    name="user_history_tail",
+    path=str(LAKE / "user_history_tail"),
+    file_format=DeltaFormat(),
+    timestamp_field="event_timestamp",
+    created_timestamp_column="created_timestamp",
+    description="Each user's most recent raw events per as_of snapshot (baseline rankers).",
+)
+
+user_category_histories_source = FileSource(
+    name="user_category_histories",
+    path=str(LAKE / "user_category_histories"),
+    file_format=DeltaFormat(),
+    timestamp_field="event_timestamp",
+    created_timestamp_column="created_timestamp",
+    description="Per (user, category) the user's most recent items of it (SIM hard search).",
+)

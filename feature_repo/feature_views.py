@@ -2,8 +2,13 @@ import os
 from datetime import timedelta
 
 import pandas as pd
-from data_sources import SUMMARIZER_VERSION, user_summaries_source
-from entities import user
+from data_sources import (
+    SUMMARIZER_VERSION,
+    user_category_histories_source,
+    user_history_tail_source,
+    user_summaries_source,
+)
+from entities import category, user
 from feast import FeatureView, Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Bool, Bytes, Float32, Int64, String
@@ -20,11 +25,13 @@ TAGS = {
     "owner": "vista",
 }
 
+TTL = timedelta(days=int(os.environ.get("VISTA_FEATURE_TTL_DAYS", "14")))
+
 user_summary_encoded = FeatureView(
     name="user_summary_encoded",
     entities=[user],
     # a summary older than this is not served: the refresh cadence must beat it
-    ttl=timedelta(days=int(os.environ.get("VISTA_FEATURE_TTL_DAYS", "14"))),
+    ttl=TTL,
     schema=[
         Field(
             name="summary_codes",
@@ -65,3 +72,38 @@ def user_summary(inputs: pd.DataFrame) -> pd.DataFrame:
     from vista.summary_codec import decode_rows
 
     return pd.DataFrame({"summary": decode_rows(inputs)}, index=inputs.index)
+
+
+# Raw history for the baseline rankers (offline only: they are evaluated, not served).
+user_history_tail = FeatureView(
+    name="user_history_tail",
+    entities=[user],
+    ttl=TTL,
+    schema=[
+        Field(name="raw_history_length", dtype=Int64, description="events before as_of"),
+        Field(name="tail_item_ids", dtype=Array(Int64), description="last events, oldest first"),
+        Field(name="tail_categories", dtype=Array(Int64), description="their categories"),
+    ],
+    source=user_history_tail_source,
+    online=False,
+    tags={"owner": "vista", "used_by": "din_last100, full_attention"},
+    description="The user's most recent raw events (DIN reads the last 100, full attention "
+    "all of them).",
+)
+
+user_category_history = FeatureView(
+    name="user_category_history",
+    entities=[user, category],
+    ttl=TTL,
+    schema=[
+        Field(
+            name="category_item_ids",
+            dtype=Array(Int64),
+            description="the user's items of this category, most recent first, top 100",
+        ),
+    ],
+    source=user_category_histories_source,
+    online=False,
+    tags={"owner": "vista", "used_by": "sim_category"},
+    description="SIM-style hard search, precomputed: joined on the candidate's category.",
+)

@@ -1,24 +1,46 @@
-"""ranker_v1: the lightweight VISTA ranker. The candidate attends to the K cached
-summary tokens; cost per candidate is O(K * D), whatever the history length."""
+"""Rankers that score a candidate item for a user: the VISTA ranker and its baselines.
+
+Every variant embeds the candidate (item + category) the same way, pools a sequence of
+user-side keys with attention conditioned on the candidate, and scores
+[candidate, context, candidate * context] with the same MLP. Only the keys differ:
+
+- ``vista``: the K cached summary tokens (plus, optionally, the last R raw items);
+  cost per candidate O(K * D), whatever the history length.
+- ``din_last100``: the last 100 raw items, pooled with DIN's activation unit
+  (an MLP on [q, k, q - k, q * k], unnormalized weights).
+- ``sim_category``: SIM-style hard search: the user's items of the candidate's category,
+  most recent first, top 100 (precomputed per (user, category), read from Feast),
+  pooled with the DIN unit.
+- ``full_attention``: softmax target attention over the raw history, up to the longest
+  tail stored (``ranker.full_attention_length``): the upper bound, at O(N) per candidate.
+
+All read point-in-time features from one Feast training set; sequences are kept ragged
+and padded per batch, with batches grouped by length.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from models.attention import TargetAttentionHead
 from models.summarizer import item_index
 from vista.config import RankerConfig
 
 SUMMARY_COLUMN = "summary"
-REQUIRED_COLUMNS = ("user_id", "item_id", "category", "label", "event_timestamp", SUMMARY_COLUMN)
+TAIL_ITEMS, TAIL_CATEGORIES = "tail_item_ids", "tail_categories"
+CATEGORY_ITEMS = "category_item_ids"
+BASE_COLUMNS = ("user_id", "item_id", "category", "label", "event_timestamp")
+VARIANTS = ("vista", "din_last100", "sim_category", "full_attention")
+DIN_LENGTH = SIM_LENGTH = 100
+SCORING_CHUNK = 64  # candidates per pass when scoring against one very long history
 
 
 class TrainingSetError(ValueError):
@@ -31,91 +53,277 @@ class SummaryShape:
     token_dim: int
 
 
-class VistaRanker(nn.Module):
-    def __init__(
-        self,
-        cfg: RankerConfig,
-        summary: SummaryShape,
-        vocab_size: int,
-        category_vocab_size: int,
-    ) -> None:
-        super().__init__()
-        self.summary = summary
-        self.vocab_size = vocab_size
-        self.category_vocab_size = category_vocab_size
-        self.item_embedding = nn.Embedding(vocab_size, cfg.dim)
-        self.category_embedding = nn.Embedding(category_vocab_size, cfg.dim)
-        self.token_proj = nn.Linear(summary.token_dim, cfg.dim)
-        self.head = TargetAttentionHead(cfg.dim)
+@dataclass(frozen=True)
+class RankerSpec:
+    """What a ranker reads: its variant, the summary shape, vocabularies, lengths."""
 
-    def forward(
-        self, items: torch.Tensor, categories: torch.Tensor, summaries: torch.Tensor
-    ) -> torch.Tensor:
-        """items, categories: (B,) embedding rows; summaries: (B, K*D) -> logits (B,)."""
-        tokens = self.token_proj(
-            summaries.view(-1, self.summary.n_tokens, self.summary.token_dim)
-        )  # (B, K, dim)
-        cand = self.item_embedding(items) + self.category_embedding(categories)
-        cand = cand[:, None, :]  # (B, 1, dim)
-        return self.head(cand, tokens).squeeze(1)
+    variant: str
+    summary: SummaryShape
+    vocab_size: int
+    category_vocab_size: int
+    recent_items: int = 0  # vista only: the last R raw items beside the tokens
+    full_attention_length: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown ranker variant {self.variant!r}: one of {VARIANTS}")
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        if self.variant == "vista":
+            extra = (SUMMARY_COLUMN,) + ((TAIL_ITEMS, TAIL_CATEGORIES) if self.recent_items else ())
+        elif self.variant == "sim_category":
+            extra = (CATEGORY_ITEMS,)
+        else:
+            extra = (TAIL_ITEMS, TAIL_CATEGORIES)
+        return BASE_COLUMNS + extra
+
+    @property
+    def sequence_length(self) -> int:
+        """Raw items the variant reads per candidate (0: none)."""
+        return {
+            "vista": self.recent_items,
+            "din_last100": DIN_LENGTH,
+            "sim_category": SIM_LENGTH,
+            "full_attention": self.full_attention_length,
+        }[self.variant]
 
 
-def check_training_set(df: pd.DataFrame, summary: SummaryShape) -> None:
+# ---------------------------------------------------------------- checks and data
+def _array_lengths(column: pd.Series) -> np.ndarray:
+    return column.map(lambda s: -1 if s is None or not hasattr(s, "__len__") else len(s)).to_numpy()
+
+
+def check_training_set(df: pd.DataFrame, spec: RankerSpec) -> None:
     """Fail with the column and the number of rows affected."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    missing = [c for c in spec.required_columns if c not in df.columns]
     if missing:
         raise TrainingSetError(f"training set misses column(s) {missing} ({len(df)} rows)")
-    bad_labels = (~df["label"].isin([0, 1])).sum()
+    bad_labels = int((~df["label"].isin([0, 1])).sum())
     if bad_labels:
         raise TrainingSetError(f"column 'label': {bad_labels} row(s) outside {{0, 1}}")
-    want = summary.n_tokens * summary.token_dim
-    lengths = df[SUMMARY_COLUMN].map(lambda s: -1 if s is None else len(s))
-    wrong = ((lengths != want) & (lengths != -1)).sum()
-    if wrong:
-        raise TrainingSetError(
-            f"column '{SUMMARY_COLUMN}': {wrong} row(s) whose length is not "
-            f"K x D = {summary.n_tokens} x {summary.token_dim} = {want}"
+    if SUMMARY_COLUMN in spec.required_columns:
+        want = spec.summary.n_tokens * spec.summary.token_dim
+        lengths = _array_lengths(df[SUMMARY_COLUMN])
+        wrong = int(((lengths != want) & (lengths != -1)).sum())
+        if wrong:
+            raise TrainingSetError(
+                f"column '{SUMMARY_COLUMN}': {wrong} row(s) whose length is not "
+                f"K x D = {spec.summary.n_tokens} x {spec.summary.token_dim} = {want}"
+            )
+        nonfinite = int(
+            df[SUMMARY_COLUMN]
+            .map(lambda s: s is not None and not np.isfinite(np.asarray(s, np.float64)).all())
+            .sum()
         )
-    nonfinite = df[SUMMARY_COLUMN].map(
-        lambda s: s is not None and not np.isfinite(np.asarray(s, np.float64)).all()
-    )
-    if nonfinite.sum():
-        raise TrainingSetError(
-            f"column '{SUMMARY_COLUMN}': {nonfinite.sum()} row(s) with NaN or infinite values "
-            "(a stored summary that did not decode?)"
+        if nonfinite:
+            raise TrainingSetError(
+                f"column '{SUMMARY_COLUMN}': {nonfinite} row(s) with NaN or infinite values "
+                "(a stored summary that did not decode?)"
+            )
+    if TAIL_ITEMS in spec.required_columns:
+        mismatch = int(
+            (_array_lengths(df[TAIL_ITEMS]) != _array_lengths(df[TAIL_CATEGORIES])).sum()
         )
+        if mismatch:
+            raise TrainingSetError(
+                f"columns '{TAIL_ITEMS}' and '{TAIL_CATEGORIES}': {mismatch} row(s) of "
+                "different lengths"
+            )
 
 
 def summary_matrix(df: pd.DataFrame, summary: SummaryShape) -> tuple[np.ndarray, np.ndarray]:
     """(rows, K*D) float32, zeros where no summary existed yet; and that availability flag."""
     width = summary.n_tokens * summary.token_dim
-    present = df[SUMMARY_COLUMN].map(lambda s: s is not None and len(s) == width).to_numpy()
+    present = (
+        df[SUMMARY_COLUMN]
+        .map(lambda s: s is not None and hasattr(s, "__len__") and len(s) == width)
+        .to_numpy()
+    )
     out = np.zeros((len(df), width), dtype=np.float32)
     if present.any():
         out[present] = np.stack(df[SUMMARY_COLUMN][present].to_numpy()).astype(np.float32)
     return out, present
 
 
-def _tensors(df: pd.DataFrame, summary: SummaryShape, vocab_size: int, category_vocab_size: int):
-    summaries, _ = summary_matrix(df, summary)
-    items = item_index(df["item_id"].to_numpy(), vocab_size)
-    cats = item_index(df["category"].fillna(-1).to_numpy(), category_vocab_size)
-    return torch.from_numpy(items), torch.from_numpy(cats), torch.from_numpy(summaries)
+def _ragged(values: list, keep_last: int | None = None, keep_first: int | None = None):
+    """Per-row arrays -> (flat int64 values, offsets); rows may be None (empty)."""
+    rows = []
+    for v in values:
+        a = np.asarray([] if v is None or not hasattr(v, "__len__") else v, dtype=np.int64)
+        if keep_last is not None:
+            a = a[len(a) - min(len(a), keep_last) :]
+        if keep_first is not None:
+            a = a[:keep_first]
+        rows.append(a)
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(a) for a in rows])
+    flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    return flat, offsets
 
 
 @dataclass
+class RankerData:
+    """Candidates, summaries and ragged raw-item sequences, in embedding indices."""
+
+    items: torch.Tensor  # (N,)
+    categories: torch.Tensor  # (N,)
+    summaries: torch.Tensor  # (N, K*D), or (N, 0) for raw-history variants
+    seq_items: np.ndarray  # flat
+    seq_categories: np.ndarray  # flat
+    offsets: np.ndarray  # (N + 1,)
+    lengths: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lengths = np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """Rows ``idx``, sequences padded to the longest among them."""
+        width = int(self.lengths[idx].max()) if len(idx) else 0
+        seq_items = np.zeros((len(idx), width), dtype=np.int64)
+        seq_cats = np.zeros_like(seq_items)
+        mask = np.zeros(seq_items.shape, dtype=bool)
+        for row, i in enumerate(idx):
+            start, stop = self.offsets[i], self.offsets[i + 1]
+            n = stop - start
+            seq_items[row, :n] = self.seq_items[start:stop]
+            seq_cats[row, :n] = self.seq_categories[start:stop]
+            mask[row, :n] = True
+        t = torch.from_numpy(np.asarray(idx))
+        return (
+            self.items[t],
+            self.categories[t],
+            self.summaries[t],
+            torch.from_numpy(seq_items),
+            torch.from_numpy(seq_cats),
+            torch.from_numpy(mask),
+        )
+
+
+def prepare(df: pd.DataFrame, spec: RankerSpec) -> RankerData:
+    """A checked training set -> tensors of the variant's inputs."""
+    check_training_set(df, spec)
+    items = item_index(df["item_id"].to_numpy(), spec.vocab_size)
+    cats = item_index(df["category"].fillna(-1).to_numpy(), spec.category_vocab_size)
+    if spec.variant == "vista":
+        summaries, _ = summary_matrix(df, spec.summary)
+    else:
+        summaries = np.zeros((len(df), 0), dtype=np.float32)
+    n = spec.sequence_length
+    if spec.variant == "sim_category":
+        raw_items, offsets = _ragged(df[CATEGORY_ITEMS].tolist(), keep_first=n)
+        # every retrieved item has the candidate's category
+        raw_cats = np.repeat(df["category"].fillna(-1).to_numpy(np.int64), np.diff(offsets))
+    elif n > 0:
+        raw_items, offsets = _ragged(df[TAIL_ITEMS].tolist(), keep_last=n)
+        raw_cats, _ = _ragged(df[TAIL_CATEGORIES].tolist(), keep_last=n)
+    else:
+        raw_items, raw_cats = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        offsets = np.zeros(len(df) + 1, dtype=np.int64)
+    return RankerData(
+        items=torch.from_numpy(items),
+        categories=torch.from_numpy(cats),
+        summaries=torch.from_numpy(summaries),
+        seq_items=item_index(raw_items, spec.vocab_size),
+        seq_categories=item_index(raw_cats, spec.category_vocab_size),
+        offsets=offsets,
+    )
+
+
+# ---------------------------------------------------------------- models
+class SoftmaxPooling(nn.Module):
+    """Scaled dot-product target attention: candidates (B, C, D) over keys (B, L, D)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(dim, dim, bias=False)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(self, candidates, keys, mask):
+        scores = self.query(candidates) @ self.key(keys).transpose(1, 2) * self.scale
+        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
+        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # nothing to attend -> 0
+        return weights @ keys
+
+
+class DinPooling(nn.Module):
+    """DIN's activation unit: weight = MLP([q, k, q - k, q * k]), no softmax."""
+
+    def __init__(self, dim: int, hidden: int = 36) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(4 * dim, hidden), nn.Sigmoid(), nn.Linear(hidden, 1))
+
+    def forward(self, candidates, keys, mask):
+        q = candidates[:, :, None, :].expand(-1, -1, keys.shape[1], -1)  # (B, C, L, D)
+        k = keys[:, None, :, :].expand_as(q)
+        weights = self.mlp(torch.cat([q, k, q - k, q * k], dim=-1)).squeeze(-1)  # (B, C, L)
+        weights = weights * mask[:, None, :]
+        return weights @ keys
+
+
+class Ranker(nn.Module):
+    def __init__(self, spec: RankerSpec, cfg: RankerConfig) -> None:
+        super().__init__()
+        self.spec = spec
+        dim = cfg.dim
+        self.item_embedding = nn.Embedding(spec.vocab_size, dim)
+        self.category_embedding = nn.Embedding(spec.category_vocab_size, dim)
+        if spec.variant == "vista":
+            self.token_proj = nn.Linear(spec.summary.token_dim, dim)
+        din = spec.variant in ("din_last100", "sim_category")
+        self.pool = DinPooling(dim) if din else SoftmaxPooling(dim)
+        self.mlp = nn.Sequential(nn.Linear(3 * dim, 64), nn.GELU(), nn.Linear(64, 1))
+
+    def embed(self, items: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        return self.item_embedding(items) + self.category_embedding(categories)
+
+    def user_keys(self, summaries, seq_items, seq_cats, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys the candidate attends over, (B, L, D), and their mask (B, L)."""
+        keys, masks = [], []
+        if self.spec.variant == "vista":
+            k, d = self.spec.summary.n_tokens, self.spec.summary.token_dim
+            keys.append(self.token_proj(summaries.view(-1, k, d)))
+            masks.append(torch.ones(keys[0].shape[:2], dtype=torch.bool))
+        if seq_items.shape[1]:
+            keys.append(self.embed(seq_items, seq_cats))
+            masks.append(mask)
+        if not keys:
+            b = seq_items.shape[0]
+            return torch.zeros(b, 0, self.item_embedding.embedding_dim), mask
+        return torch.cat(keys, dim=1), torch.cat(masks, dim=1)
+
+    def score_candidates(self, candidates: torch.Tensor, keys, mask) -> torch.Tensor:
+        """candidates (B, C, D) against each row's keys -> logits (B, C)."""
+        context = self.pool(candidates, keys, mask)
+        return self.mlp(torch.cat([candidates, context, candidates * context], -1)).squeeze(-1)
+
+    def forward(self, items, categories, summaries, seq_items, seq_cats, mask) -> torch.Tensor:
+        keys, key_mask = self.user_keys(summaries, seq_items, seq_cats, mask)
+        return self.score_candidates(self.embed(items, categories)[:, None, :], keys, key_mask)[
+            :, 0
+        ]
+
+
+# ---------------------------------------------------------------- training
+@dataclass
 class TrainingCurve:
-    """Per-epoch losses; ``best_epoch`` is the one whose weights were kept."""
+    """Per-epoch losses and seconds; ``best_epoch`` is the one whose weights were kept."""
 
     train_loss: list[float]
     validation_loss: list[float]
     best_epoch: int
+    epoch_seconds: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "train_loss": self.train_loss,
             "validation_loss": self.validation_loss,
             "best_epoch": self.best_epoch,
+            "epoch_seconds": self.epoch_seconds,
         }
 
 
@@ -127,47 +335,68 @@ def validation_split(users: np.ndarray, share: float, seed: int) -> np.ndarray:
     return np.isin(users, held)
 
 
+def length_grouped_batches(
+    rows: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shuffled batches of rows with similar sequence lengths (less padding), in random
+    order: rows are shuffled, sorted by length within windows of 32 batches, then cut."""
+    shuffled = rows[rng.permutation(len(rows))]
+    window = 32 * batch_size
+    batches = []
+    for start in range(0, len(shuffled), window):
+        part = shuffled[start : start + window]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _logits(model: Ranker, data: RankerData, rows: np.ndarray, batch_size: int) -> torch.Tensor:
+    order = rows[np.argsort(data.lengths[rows], kind="stable")]
+    out = torch.empty(len(data))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        out[torch.from_numpy(idx)] = model(*data.batch(idx))
+    return out[torch.from_numpy(rows)]
+
+
 def train_ranker(
     train: pd.DataFrame,
     cfg: RankerConfig,
-    summary: SummaryShape,
-    vocab_size: int,
-    category_vocab_size: int,
+    spec: RankerSpec,
     progress: bool = True,
-) -> tuple[VistaRanker, TrainingCurve]:
-    """Adam on log loss; keeps the epoch with the best validation loss and stops
-    after ``cfg.patience`` epochs without improvement."""
-    check_training_set(train, summary)
-    torch.manual_seed(cfg.seed)
-    model = VistaRanker(cfg, summary, vocab_size, category_vocab_size)
+    seed: int | None = None,
+) -> tuple[Ranker, TrainingCurve]:
+    """AdamW on log loss; keeps the epoch with the best validation loss (users held out)
+    and stops after ``cfg.patience`` epochs without improvement."""
+    seed = cfg.seed if seed is None else seed
+    data = prepare(train, spec)
+    torch.manual_seed(seed)
+    model = Ranker(spec, cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    tensors = _tensors(train, summary, vocab_size, category_vocab_size)
     labels = torch.from_numpy(train["label"].to_numpy().astype(np.float32))
-    held = torch.from_numpy(
-        validation_split(train["user_id"].to_numpy(), cfg.validation_share, cfg.seed)
-    )
-    fit_rows, val_rows = torch.nonzero(~held).squeeze(1), torch.nonzero(held).squeeze(1)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    held = validation_split(train["user_id"].to_numpy(), cfg.validation_share, seed)
+    fit_rows, val_rows = np.flatnonzero(~held), np.flatnonzero(held)
+    rng = np.random.default_rng(seed)
     curve = TrainingCurve([], [], 0)
     best_state, best_loss = None, float("inf")
-    epochs = tqdm(range(cfg.epochs), desc="ranker", disable=not progress)
+    epochs = tqdm(range(cfg.epochs), desc=spec.variant, disable=not progress)
     for epoch in epochs:
+        started = time.perf_counter()
         model.train()
-        order = fit_rows[torch.randperm(len(fit_rows), generator=generator)]
         total = 0.0
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            logits = model(*(t[idx] for t in tensors))
+        for idx in length_grouped_batches(fit_rows, data.lengths, cfg.batch_size, rng):
+            logits = model(*data.batch(idx))
             loss = F.binary_cross_entropy_with_logits(logits, labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
+        curve.epoch_seconds.append(time.perf_counter() - started)
         model.eval()
         with torch.no_grad():
-            val_logits = model(*(t[val_rows] for t in tensors))
+            val_logits = _logits(model, data, val_rows, cfg.batch_size)
             val_loss = F.binary_cross_entropy_with_logits(val_logits, labels[val_rows]).item()
-        curve.train_loss.append(total / max(len(order), 1))
+        curve.train_loss.append(total / max(len(fit_rows), 1))
         curve.validation_loss.append(val_loss)
         epochs.set_postfix(train=f"{curve.train_loss[-1]:.4f}", val=f"{val_loss:.4f}")
         if val_loss < best_loss:
@@ -182,18 +411,33 @@ def train_ranker(
 
 
 @torch.no_grad()
-def score(model: VistaRanker, df: pd.DataFrame) -> np.ndarray:
-    tensors = _tensors(df, model.summary, model.vocab_size, model.category_vocab_size)
-    return torch.sigmoid(model(*tensors)).numpy()
+def score(model: Ranker, df: pd.DataFrame, batch_size: int = 1024) -> np.ndarray:
+    """Click probabilities for the rows of ``df``."""
+    data = prepare(df, model.spec)
+    return torch.sigmoid(_logits(model, data, np.arange(len(data)), batch_size)).numpy()
 
 
-def evaluate(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    if len(np.unique(labels)) < 2:
-        raise ValueError("evaluation window holds only one class: AUC is undefined")
-    clipped = np.clip(probs, 1e-7, 1 - 1e-7)
-    return {
-        "auc": float(roc_auc_score(labels, probs)),
-        "log_loss": float(log_loss(labels, clipped, labels=[0, 1])),
-        "rows": len(labels),
-        "positive_rate": float(np.mean(labels)),
-    }
+@torch.no_grad()
+def score_one_user(
+    model: Ranker,
+    candidates: tuple[torch.Tensor, torch.Tensor],
+    summaries: torch.Tensor,
+    seq_items: torch.Tensor,
+    seq_cats: torch.Tensor,
+) -> torch.Tensor:
+    """Serving path: C candidates of one user. Shared keys are built once; SIM's keys
+    differ per candidate (rows of ``seq_items``), the others' are one row for all."""
+    items, cats = candidates
+    cand = model.embed(items, cats)  # (C, D)
+    if seq_items.shape[0] > 1:  # per-candidate sequences (SIM)
+        mask = torch.ones(seq_items.shape, dtype=torch.bool)
+        keys, key_mask = model.user_keys(summaries.expand(len(items), -1), seq_items, seq_cats,
+                                         mask)  # fmt: skip
+        return model.score_candidates(cand[:, None, :], keys, key_mask)[:, 0]
+    mask = torch.ones(seq_items.shape, dtype=torch.bool)
+    keys, key_mask = model.user_keys(summaries, seq_items, seq_cats, mask)
+    out = [
+        model.score_candidates(cand[None, i : i + SCORING_CHUNK], keys, key_mask)[0]
+        for i in range(0, len(items), SCORING_CHUNK)
+    ]
+    return torch.cat(out)

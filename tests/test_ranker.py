@@ -3,59 +3,133 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models.ranker import SummaryShape, TrainingSetError, check_training_set, score, train_ranker
+from models.ranker import (
+    RankerSpec,
+    SummaryShape,
+    TrainingSetError,
+    check_training_set,
+    score,
+    train_ranker,
+)
+from models.scoring_cost import scoring_cost
 from vista import pipeline
 from vista.config import RankerConfig
 
 SHAPE = SummaryShape(n_tokens=4, token_dim=8)
+N_CATS = 8
 
 
-def planted(n=4000, seed=0):
-    """Label depends on whether the candidate's category is written in the user's tokens."""
+def spec(variant, **kw):
+    return RankerSpec(variant, SHAPE, vocab_size=128, category_vocab_size=16, **kw)
+
+
+def planted(n_users=300, per_user=24, seed=0):
+    """Each user engaged with a dormant category A (their 200 oldest events) and a recent
+    category B (their last 100); a candidate is clicked with p 0.8 if its category is A or
+    B, else 0.1. Only a model that sees beyond the last 100 events can recognise A."""
     rng = np.random.default_rng(seed)
-    cats = rng.integers(0, 8, n)
-    liked = rng.integers(0, 8, n)
-    summaries = rng.normal(0, 0.1, (n, 4, 8)).astype(np.float32)
-    summaries[np.arange(n), 0, liked] += 1.0
-    prob = np.where(cats == liked, 0.8, 0.15)
-    return pd.DataFrame({
-        "user_id": np.arange(n), "item_id": rng.integers(0, 50, n), "category": cats,
-        "label": (rng.random(n) < prob).astype(int), "true_prob": prob,
-        "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC"),
-        "summary": list(summaries.reshape(n, -1)),
-    })  # fmt: skip
+    rows = []
+    for user in range(n_users):
+        a, b = rng.choice(N_CATS, 2, replace=False)
+        tail_cats = np.r_[np.full(200, a), np.full(100, b)]
+        tail_items = tail_cats * 10 + rng.integers(0, 10, 300)
+        tokens = rng.normal(0, 0.1, (4, 8)).astype(np.float32)
+        tokens[0, [a, b]] += 1.0
+        for _ in range(per_user):
+            cat = int(rng.integers(0, N_CATS))
+            prob = 0.8 if cat in (a, b) else 0.1
+            mine = tail_items[tail_cats == cat][::-1][:100]
+            rows.append({
+                "user_id": user, "item_id": cat * 10 + int(rng.integers(0, 10)), "category": cat,
+                "label": int(rng.random() < prob), "true_prob": prob, "dormant": cat == a,
+                "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC"),
+                "summary": tokens.reshape(-1), "tail_item_ids": tail_items,
+                "tail_categories": tail_cats, "category_item_ids": mine,
+                "raw_history_length": 300,
+            })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
-def test_ranker_learns_to_read_the_summary_tokens():
-    train, test = planted(seed=0), planted(seed=1)
-    cfg = RankerConfig(epochs=12, patience=3, batch_size=256, lr=0.01, dim=16)
-    model, curve = train_ranker(train, cfg, SHAPE, 64, 16, progress=False)
+CFG = RankerConfig(epochs=10, patience=3, batch_size=256, lr=0.01, dim=16)
+
+
+@pytest.fixture(scope="module")
+def planted_data():
+    return planted(seed=0), planted(seed=1)
+
+
+def test_vista_ranker_learns_to_read_the_summary_tokens(planted_data):
+    train, test = planted_data
+    model, curve = train_ranker(train, CFG, spec("vista"), progress=False)
     assert curve.train_loss[-1] < curve.train_loss[0]
     assert min(curve.validation_loss) == curve.validation_loss[curve.best_epoch]
+    assert len(curve.epoch_seconds) == len(curve.train_loss)
     ceiling = roc_auc_score(test.label, test.true_prob)
     assert roc_auc_score(test.label, score(model, test)) > ceiling - 0.05
     # the signal is in the tokens: other users' summaries score no better than chance
     scrambled = test.assign(summary=test.summary.sample(frac=1, random_state=0).to_numpy())
-    assert roc_auc_score(scrambled.label, score(model, scrambled)) < 0.56
+    assert roc_auc_score(scrambled.label, score(model, scrambled)) < 0.6
+
+
+def test_only_rankers_that_see_old_events_recognise_a_dormant_interest(planted_data):
+    """DIN reads the last 100 events and misses category A; SIM's category search and
+    full attention over the 300 events find it."""
+    train, test = planted_data
+    ceiling = roc_auc_score(test.label, test.true_prob)
+    auc = {}
+    for variant in ("din_last100", "sim_category", "full_attention"):
+        model, _ = train_ranker(train, CFG, spec(variant), progress=False)
+        auc[variant] = roc_auc_score(test.label, score(model, test))
+    assert auc["sim_category"] > ceiling - 0.05
+    assert auc["full_attention"] > ceiling - 0.06
+    assert auc["din_last100"] < min(auc["sim_category"], auc["full_attention"]) - 0.05
 
 
 def test_training_set_errors_name_column_and_row_count():
-    df = planted(100)
+    df = planted(n_users=10, per_user=10)
     with pytest.raises(TrainingSetError, match=r"misses column\(s\) \['category'\]"):
-        check_training_set(df.drop(columns=["category"]), SHAPE)
+        check_training_set(df.drop(columns=["category"]), spec("vista"))
+    with pytest.raises(TrainingSetError, match=r"misses column\(s\) \['tail_item_ids'\]"):
+        check_training_set(df.drop(columns=["tail_item_ids"]), spec("din_last100"))
+    check_training_set(df.drop(columns=["tail_item_ids"]), spec("vista"))  # vista needs none
     bad_label = df.copy()
     bad_label.loc[:2, "label"] = 2
     with pytest.raises(TrainingSetError, match=r"'label': 3 row\(s\) outside"):
-        check_training_set(bad_label, SHAPE)
+        check_training_set(bad_label, spec("sim_category"))
     short = df.copy()
     short.at[5, "summary"] = np.zeros(7, np.float32)
     with pytest.raises(TrainingSetError, match=r"'summary': 1 row\(s\) .* 4 x 8 = 32"):
-        check_training_set(short, SHAPE)
+        check_training_set(short, spec("vista"))
     undecoded = df.copy()
     undecoded.at[3, "summary"] = np.full(32, np.nan, np.float32)
     undecoded.at[4, "summary"] = None  # no summary yet: allowed
     with pytest.raises(TrainingSetError, match=r"'summary': 1 row\(s\) with NaN or infinite"):
-        check_training_set(undecoded, SHAPE)
+        check_training_set(undecoded, spec("vista"))
+    ragged = df.copy()
+    ragged.at[0, "tail_categories"] = np.zeros(3, np.int64)
+    with pytest.raises(TrainingSetError, match=r"'tail_categories': 1 row\(s\) of different"):
+        check_training_set(ragged, spec("full_attention"))
+    with pytest.raises(ValueError, match="unknown ranker variant 'dnn'"):
+        spec("dnn")
+
+
+def test_serving_cost_reads_k_tokens_for_vista_and_n_events_for_full_attention():
+    train = planted(n_users=20, per_user=5)
+    lengths = (100, 1000, 5000)
+    read = {}
+    for variant in ("vista", "din_last100", "sim_category", "full_attention"):
+        model, _ = train_ranker(train, CFG.model_copy(update={"epochs": 1}), spec(variant),
+                                progress=False)  # fmt: skip
+        rows = scoring_cost(model, lengths, n_candidates=50, repeats=1)
+        assert [r["history_length"] for r in rows] == list(lengths)
+        assert all(r["seconds"] > 0 for r in rows)
+        read[variant] = [r["keys_per_candidate"] for r in rows]
+        if variant == "sim_category":
+            assert all(r["index_seconds"] is not None for r in rows)
+    assert read["vista"] == [SHAPE.n_tokens] * 3
+    assert read["din_last100"] == [100, 100, 100]
+    assert read["full_attention"] == list(lengths)
+    assert all(0 < k <= 100 for k in read["sim_category"])
 
 
 def test_ranker_step_trains_on_feast_training_set(pipeline_run):

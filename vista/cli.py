@@ -125,7 +125,13 @@ def train_ranker(profile: Profile = None, as_of: AsOf = None) -> None:
 
 
 @app.command()
-def run(profile: Profile = None, as_of: AsOf = None) -> None:
+def run(
+    profile: Profile = None,
+    as_of: AsOf = None,
+    evaluate: Annotated[
+        bool, typer.Option(help="also compare the baselines (vista report)")
+    ] = True,
+) -> None:
     """Every step in order, in this process (the DAG runs the same calls)."""
     from vista import pipeline
 
@@ -135,16 +141,32 @@ def run(profile: Profile = None, as_of: AsOf = None) -> None:
     for key, name in [
         ("events_quality", "validate_events"),
         ("histories", "build_histories"),
+        ("raw_features", "build_raw_features"),
         ("summarizer", "train_summarizer"),
         ("summaries", "summarize"),
         ("summaries_quality", "validate_summaries"),
         ("features", "publish_features"),
         ("ranker", "train_and_evaluate_ranker"),
+        *([("evaluation", "evaluate_and_report")] if evaluate else []),
     ]:
         typer.echo(f"-- {name}", err=True)
         steps[key] = getattr(pipeline, name)(cfg, date)
     path = pipeline.write_summary(cfg, date, steps)
     typer.echo(pipeline.format_summary(json.loads(path.read_text())))
+
+
+@app.command("report")
+def report(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Train VISTA and the raw-history baselines (DIN, SIM, full attention) x seeds on the
+    Feast evaluation set; write reports/<as_of>/report.md with tables and plots."""
+    from vista import pipeline
+
+    cfg = _config(profile)
+    result = pipeline.evaluate_and_report(cfg, _as_of(cfg, as_of))
+    for name, by_bucket in result["auc_by_bucket"].items():
+        cells = "  ".join(f"{b} {v:.4f}" for b, v in by_bucket.items())
+        typer.echo(f"{name:<16} AUC  {cells}")
+    typer.echo(f"report: {result['files']['report']}")
 
 
 @app.command("online")
@@ -172,6 +194,7 @@ def dag_test(
     as_of: AsOf = None,
     full_rebuild: Annotated[bool, typer.Option(help="DAG param full_rebuild")] = False,
     retrain_summarizer: Annotated[bool, typer.Option(help="DAG param retrain_summarizer")] = False,
+    evaluate: Annotated[bool, typer.Option(help="DAG param evaluate (baselines + report)")] = True,
 ) -> None:
     """Run the vista_pipeline DAG end to end with `airflow dags test` (in-process)."""
     from vista import airflow_runner, pipeline
@@ -181,7 +204,8 @@ def dag_test(
     log = cfg.paths.state / "logs" / f"dags_test_{date}.log"
     typer.echo(f"running DAG vista_pipeline for as_of {date} (log: {log}) ...", err=True)
     params = {"full_rebuild": full_rebuild, "retrain_summarizer": retrain_summarizer}
-    code = airflow_runner.dag_test(cfg, date, log, {k: v for k, v in params.items() if v})
+    conf = {k: v for k, v in params.items() if v} | ({} if evaluate else {"evaluate": False})
+    code = airflow_runner.dag_test(cfg, date, log, conf)
     lines = log.read_text().splitlines() if log.exists() else []
     failed = code != 0 or any("state=failed" in line for line in lines)
     if failed:

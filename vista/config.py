@@ -138,6 +138,26 @@ class RankerConfig(_Section):
     dim: Annotated[int, Field(ge=4, le=4096)] = 32
     eval_days: Annotated[int, Field(ge=1, le=365)] = 1
     seed: Annotated[int, Field(ge=0)] = 0
+    # the evaluation (`vista report`): which rankers, each trained with this many seeds
+    variants: list[Literal["vista", "din_last100", "sim_category", "full_attention"]] = [
+        "vista",
+        "din_last100",
+        "sim_category",
+        "full_attention",
+    ]
+    seeds: Annotated[int, Field(ge=1, le=20)] = 3
+    # vista only: the last R raw items the candidate attends to beside the summary tokens
+    recent_items: Annotated[int, Field(ge=0, le=10_000)] = 0
+    # the longest raw history full attention reads (the stored tail; what fits in memory)
+    full_attention_length: Annotated[int, Field(ge=100, le=1_000_000)] = 2048
+    # serving cost is measured for one user with each of these history lengths
+    cost_history_lengths: list[Annotated[int, Field(ge=1, le=10_000_000)]] = [
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+    ]
 
 
 class FeaturesConfig(_Section):

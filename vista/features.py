@@ -19,6 +19,7 @@ from vista.config import PROJECT_ROOT, VistaConfig
 
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 FEATURE_SERVICE = "ranker_v1"
+EVALUATION_SERVICE = "ranker_evaluation"
 SUMMARY_VIEW = "user_summary"  # on-demand view: the stored codes decoded to float32
 ENCODED_VIEW = "user_summary_encoded"  # the cache's rows as stored
 REPO_MODULES = ("entities", "data_sources", "feature_views", "feature_services")
@@ -79,10 +80,16 @@ def repo_objects(cfg: VistaConfig) -> list:
     entities, sources, views, services = modules
     return [
         entities.user,
+        entities.category,
         sources.user_summaries_source,
+        sources.user_history_tail_source,
+        sources.user_category_histories_source,
         views.user_summary_encoded,
         views.user_summary,
+        views.user_history_tail,
+        views.user_category_history,
         services.ranker_v1,
+        services.ranker_evaluation,
     ]
 
 
@@ -92,10 +99,10 @@ def apply_repo(cfg: VistaConfig):
     return store
 
 
-def training_frame(store, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time join: each row sees the newest summary stamped at or before it."""
+def training_frame(store, entity_df: pd.DataFrame, service: str = FEATURE_SERVICE) -> pd.DataFrame:
+    """Point-in-time join: each row sees the newest features stamped at or before it."""
     job = store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service(FEATURE_SERVICE)
+        entity_df=entity_df, features=store.get_feature_service(service)
     )
     return job.to_df()
 

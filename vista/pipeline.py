@@ -9,6 +9,7 @@ failed step leaves every table at its last committed version.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -221,6 +222,37 @@ def read_histories(cfg: VistaConfig, as_of: dt.datetime) -> pd.DataFrame:
             f"no histories for as_of {as_of.date()}: run build_histories for that date first"
         )
     return table.to_pandas()
+
+
+def build_raw_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+    """The baselines' raw-history features of the ``as_of`` snapshot: each user's tail
+    (DIN, full attention) and per-category recent items (SIM), as Delta tables."""
+    from spark_jobs import raw_features as raw
+
+    spark = _spark(cfg)
+    histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
+        f"{raw.PARTITION_COL} = '{as_of.date().isoformat()}'"
+    )
+    started = time.perf_counter()
+    tail_length = max(cfg.ranker.full_attention_length, cfg.ranker.recent_items, 100)
+    day = as_of.date().isoformat()
+    tails = lake.spark_replace_partition(
+        raw.history_tails(histories, as_of, tail_length), cfg.paths.table(raw.TAIL_TABLE),
+        raw.PARTITION_COL, day,
+    )  # fmt: skip
+    categories = lake.spark_replace_partition(
+        raw.category_histories(histories, as_of, 100), cfg.paths.table(raw.CATEGORY_TABLE),
+        raw.PARTITION_COL, day,
+    )  # fmt: skip
+    pairs = lake.read_arrow(cfg.paths.table(raw.CATEGORY_TABLE), filters=_partition_filter(as_of),
+                            columns=["user_id"]).num_rows  # fmt: skip
+    return {
+        "tail_table_version": tails,
+        "category_table_version": categories,
+        "tail_length": tail_length,
+        "user_category_pairs": pairs,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 # ---------------------------------------------------------------- 3. summarizer
@@ -442,20 +474,18 @@ def training_set(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
 def train_and_evaluate_ranker(
     cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
 ) -> dict[str, Any]:
-    from models.ranker import SummaryShape, evaluate, score, train_ranker
+    """ranker_v1 (the VISTA ranker on the summary tokens alone), trained on the training
+    days and evaluated on the later ``eval_days``; ``vista report`` compares baselines."""
+    from models.evaluation import ranking_metrics
+    from models.ranker import score, train_ranker
+    from vista.evaluation import ranker_spec
 
     train_days, eval_days = impression_windows(cfg, as_of)
     train, test = training_set(cfg, train_days), training_set(cfg, eval_days)
-    shape = SummaryShape(cfg.summarizer.n_seeds, cfg.summarizer.dim)
     started = time.perf_counter()
-    model, curve = train_ranker(
-        train,
-        cfg.ranker,
-        shape,
-        cfg.summarizer.vocab_size,
-        cfg.summarizer.category_vocab_size,
-        progress,
-    )
+    # ranker_v1's feature service holds the summaries only, no raw items
+    spec = dataclasses.replace(ranker_spec(cfg, "vista"), recent_items=0)
+    model, curve = train_ranker(train, cfg.ranker, spec, progress)
     train_seconds = time.perf_counter() - started
     coverage = float(test["summary"].notna().mean())
     if coverage == 0:
@@ -463,11 +493,11 @@ def train_and_evaluate_ranker(
             f"no evaluation impression ({eval_days}) has a summary from as_of {as_of.date()} "
             "within the feature view's ttl: pick an as_of just before the impressions"
         )
-    labels = test["label"].to_numpy()
-    metrics = {"ranker_v1": evaluate(labels, score(model, test))}
+    labels, users = test["label"].to_numpy(), test["user_id"].to_numpy()
+    metrics = {"ranker_v1": ranking_metrics(labels, score(model, test), users)}
     oracle = test["oracle_prob"].to_numpy(dtype=float)
     if np.isfinite(oracle).all():  # synthetic data knows the true click probability
-        metrics["oracle"] = evaluate(labels, oracle)
+        metrics["oracle"] = ranking_metrics(labels, oracle, users)
     return {
         "train_days": train_days,
         "eval_days": eval_days,
@@ -478,6 +508,30 @@ def train_and_evaluate_ranker(
         "train_seconds": round(train_seconds, 2),
         "metrics": metrics,
     }
+
+
+def evaluate_and_report(
+    cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
+) -> dict[str, Any]:
+    """Every ranker variant x seeds on the Feast evaluation set -> reports/<as_of>/report.md
+    (tables and plots); returns the headline figures and the files written."""
+    from vista.evaluation import evaluate_rankers
+    from vista.report import write_report
+
+    started = time.perf_counter()
+    evaluation = evaluate_rankers(cfg, as_of, progress)
+    title = (
+        f"Ranker evaluation: VISTA against raw-history baselines ({cfg.profile}, {as_of.date()})"
+    )
+    files = write_report(report_dir(cfg, as_of), evaluation, title)
+    headline = {
+        name: {bucket: cell["auc"]["mean"] for bucket, cell in v["summary"].items()}
+        for name, v in evaluation["variants"].items()
+    }
+    if "oracle" in evaluation:
+        headline["oracle"] = {b: m["auc"] for b, m in evaluation["oracle"].items()}
+    return {"auc_by_bucket": headline, "files": files,
+            "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
 
 
 # ---------------------------------------------------------------- 7. report
@@ -494,6 +548,10 @@ def write_summary(cfg: VistaConfig, as_of: dt.datetime, steps: dict[str, Any]) -
             "ranker_log_loss": metrics.get("ranker_v1", {}).get("log_loss"),
             "oracle_auc": metrics.get("oracle", {}).get("auc"),
             "summarizer_version": steps.get("summaries", {}).get("summarizer_version"),
+            "evaluation_auc": {
+                name: by_bucket.get("all")
+                for name, by_bucket in steps.get("evaluation", {}).get("auc_by_bucket", {}).items()
+            },
         },
         "steps": steps,
         "data_docs": str(report_dir(cfg, as_of) / "data_docs" / "index.html"),
@@ -522,4 +580,8 @@ def format_summary(payload: dict[str, Any]) -> str:
         f"  (oracle AUC {fmt(head['oracle_auc'])})",
         f"  data docs : {payload['data_docs']}",
     ]
+    evaluation = steps.get("evaluation", {})
+    if evaluation.get("files"):
+        aucs = ", ".join(f"{k} {fmt(v)}" for k, v in head.get("evaluation_auc", {}).items())
+        lines += [f"  evaluation: AUC {aucs}", f"  report    : {evaluation['files']['report']}"]
     return "\n".join(lines)
