@@ -175,6 +175,10 @@ def train_summarizer(
     if held.all() or not held.any():
         held = np.arange(len(data.users)) % 10 == 0
     fit_users, val_users = data.users[~held], data.users[held]
+    # a fixed sample: validating on 10% of 130k users every eval_every steps would cost
+    # more than the training itself (and hold their batches in memory)
+    if len(val_users) > cfg.validation_max_users:
+        val_users = np.sort(rng.choice(val_users, cfg.validation_max_users, replace=False))
     val_rng = np.random.default_rng(cfg.seed + 1)
     val_batches = [
         data.batch(val_users[i : i + cfg.train_users_per_step], val_rng, device, 0.0)

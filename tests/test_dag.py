@@ -38,13 +38,15 @@ def test_dag_has_tags_retries_params_and_docs(dagbag):
     assert dag.doc_md
     for task in dag.tasks:
         assert task.retries >= 1, task.task_id
-    knobs = {"profile", "as_of", "regenerate", "full_rebuild", "retrain_summarizer"}
+    knobs = {"profile", "as_of", "regenerate", "full_rebuild", "retrain_summarizer", "evaluate"}
     assert knobs <= set(dag.params.keys())
     for name in dag.params:
         assert dag.params.get_param(name).description, name
     order = [t.task_id for t in dag.topological_sort()]
     assert order.index("build_histories") < order.index("summarize")
     assert order.index("validate_summaries") < order.index("publish_features")
+    assert order.index("build_raw_features") < order.index("publish_features")
+    assert order.index("train_and_evaluate_ranker") < order.index("evaluate_and_report")
     assert order[-1] == "write_report"
 
 
@@ -88,6 +90,9 @@ def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
     docs = cfg.paths.reports / as_of / "data_docs" / "index.html"
     assert docs.exists()
     assert "user_summaries" in docs.read_text()
+    assert set(head["evaluation_auc"]) == {"vista", "din_last100", "sim_category",
+                                           "full_attention", "oracle"}  # fmt: skip
+    assert "## AUC by history length" in (cfg.paths.reports / as_of / "report.md").read_text()
 
 
 @pytest.mark.slow

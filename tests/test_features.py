@@ -106,3 +106,25 @@ def test_plain_feast_cli_applies_the_same_repo(tmp_path):
                             capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
     assert "ranker_v1" in listed.stdout
     assert (cfg.paths.state / "feast" / "registry.db").exists()
+
+
+def test_apply_deletes_views_the_repo_no_longer_defines(tmp_path):
+    """A view renamed in the repo must leave the registry, or materialize still reads it."""
+    from feast import FeatureView, Field, FileSource
+    from feast.types import Int64
+
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(tmp_path)
+    store = features.apply_repo(cfg)
+    entity = store.get_entity("user")
+    old = FeatureView(name="user_summary_v0", entities=[entity],
+                      schema=[Field(name="old_feature", dtype=Int64)],
+                      source=FileSource(name="old_source", path=str(tmp_path / "gone"),
+                                        timestamp_field="event_timestamp"))  # fmt: skip
+    store.apply([old.batch_source, old])
+    assert "user_summary_v0" in {v.name for v in store.list_feature_views()}
+    store = features.apply_repo(cfg)
+    assert "user_summary_v0" not in {v.name for v in store.list_feature_views()}
+    assert "old_source" not in {s.name for s in store.list_data_sources()}
+    assert features.ENCODED_VIEW in {v.name for v in store.list_feature_views()}

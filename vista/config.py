@@ -117,6 +117,8 @@ class SummarizerConfig(_Section):
     # events per step whose next event is reconstructed (a random window of the history)
     recon_window: Annotated[int, Field(ge=2, le=1_000_000)] = 128
     validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    # held-out users actually scored at each evaluation (a fixed random sample of them)
+    validation_max_users: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
     eval_every: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     checkpoint_every: Annotated[int, Field(ge=1, le=1_000_000)] = 200
     seed: Annotated[int, Field(ge=0)] = 0

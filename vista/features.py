@@ -93,9 +93,25 @@ def repo_objects(cfg: VistaConfig) -> list:
     ]
 
 
+def stale_objects(store, objects: list) -> list:
+    """Registry objects the repo no longer defines (renamed or removed views, services,
+    sources), which `feast apply` would delete and materialize would otherwise still read."""
+    wanted = {(type(o).__name__, o.name) for o in objects}
+    listed = [
+        *store.list_feature_services(),
+        *store.list_feature_views(),
+        *store.list_on_demand_feature_views(),
+        *store.list_data_sources(),
+        *store.list_entities(),
+    ]
+    return [o for o in listed if (type(o).__name__, o.name) not in wanted]
+
+
 def apply_repo(cfg: VistaConfig):
+    """Register the repo's objects, deleting what the repo no longer defines."""
     store = feature_store(cfg)
-    store.apply(repo_objects(cfg))
+    objects = repo_objects(cfg)
+    store.apply(objects, objects_to_delete=stale_objects(store, objects), partial=False)
     return store
 
 
