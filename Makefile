@@ -16,7 +16,7 @@ export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run run-movielens test lint format data movielens dag-test clean clean-state lock
+.PHONY: help install run run-movielens report report-movielens test lint format data movielens dag-test clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,12 @@ run: install ## Install, then run the main DAG end to end on the embedded defaul
 
 run-movielens: install ## The main DAG on MovieLens-100K (conf/movielens.yaml)
 	$(BIN)/vista dag-test --profile movielens
+
+report: install ## VISTA vs raw-history baselines (3 seeds each): reports/<as_of>/report.md
+	$(BIN)/vista report
+
+report-movielens: install movielens ## The same evaluation on MovieLens-100K
+	$(BIN)/vista dag-test --profile movielens --evaluate
 
 lint: $(STAMP) ## ruff check + ruff format --check
 	$(BIN)/ruff check .

@@ -84,7 +84,7 @@ def _run(step: str, params: dict, logical_date, **kwargs):
             "(a new version re-summarizes every user)",
         ),
         "evaluate": Param(
-            True,
+            False,
             type="boolean",
             description="train the raw-history baselines beside VISTA and write the "
             "evaluation report (reports/<as_of>/report.md)",
@@ -139,7 +139,7 @@ def vista_pipeline():
 
     @task
     def evaluate_and_report(_ranker: dict, params=None, logical_date=None) -> dict:
-        if not params.get("evaluate", True):
+        if not params.get("evaluate"):
             return {"skipped": True}
         return _run("evaluate_and_report", params, logical_date, progress=False)
 

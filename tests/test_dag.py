@@ -60,12 +60,12 @@ def test_dag_files_import_no_heavy_modules():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def _dag_test(cfg, as_of: str) -> subprocess.CompletedProcess:
+def _dag_test(cfg, as_of: str, *flags: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
                             for k in ("state", "lake", "reports")}}  # fmt: skip
     vista = os.path.join(os.path.dirname(sys.executable), "vista")
     return subprocess.run(
-        [vista, "dag-test", "--profile", "tiny", "--as-of", as_of],
+        [vista, "dag-test", "--profile", "tiny", "--as-of", as_of, *flags],
         env=env, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
 
@@ -74,7 +74,7 @@ def _dag_test(cfg, as_of: str) -> subprocess.CompletedProcess:
 def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
     cfg = tiny_config(tmp_path)
     as_of = pipeline.default_as_of(cfg)
-    result = _dag_test(cfg, as_of)
+    result = _dag_test(cfg, as_of, "--evaluate")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ranker AUC" in result.stdout
     summary = json.loads((cfg.paths.reports / "latest" / "summary.json").read_text())

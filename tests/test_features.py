@@ -27,7 +27,11 @@ def test_registry_holds_entity_views_and_service(pipeline_run):
     assert decoded.tags["n_tokens"] == str(cfg.summarizer.n_seeds)
     assert decoded.tags["token_dim"] == str(cfg.summarizer.dim)
     assert store.get_feature_service("ranker_v1").name == "ranker_v1"
-    assert [e.name for e in store.list_entities()] == ["user"]
+    assert sorted(e.name for e in store.list_entities()) == ["category", "user"]
+    evaluation = store.get_feature_service(features.EVALUATION_SERVICE)
+    assert {p.name for p in evaluation.feature_view_projections} == {
+        features.SUMMARY_VIEW, features.ENCODED_VIEW, "user_history_tail", "user_category_history"
+    }  # fmt: skip
 
 
 def test_point_in_time_join_never_sees_a_future_summary(pipeline_run):

@@ -194,7 +194,7 @@ def dag_test(
     as_of: AsOf = None,
     full_rebuild: Annotated[bool, typer.Option(help="DAG param full_rebuild")] = False,
     retrain_summarizer: Annotated[bool, typer.Option(help="DAG param retrain_summarizer")] = False,
-    evaluate: Annotated[bool, typer.Option(help="DAG param evaluate (baselines + report)")] = True,
+    evaluate: Annotated[bool, typer.Option(help="DAG param evaluate (baselines + report)")] = False,
 ) -> None:
     """Run the vista_pipeline DAG end to end with `airflow dags test` (in-process)."""
     from vista import airflow_runner, pipeline
@@ -203,9 +203,9 @@ def dag_test(
     date = _as_of(cfg, as_of).date().isoformat()
     log = cfg.paths.state / "logs" / f"dags_test_{date}.log"
     typer.echo(f"running DAG vista_pipeline for as_of {date} (log: {log}) ...", err=True)
-    params = {"full_rebuild": full_rebuild, "retrain_summarizer": retrain_summarizer}
-    conf = {k: v for k, v in params.items() if v} | ({} if evaluate else {"evaluate": False})
-    code = airflow_runner.dag_test(cfg, date, log, conf)
+    params = {"full_rebuild": full_rebuild, "retrain_summarizer": retrain_summarizer,
+              "evaluate": evaluate}  # fmt: skip
+    code = airflow_runner.dag_test(cfg, date, log, {k: v for k, v in params.items() if v})
     lines = log.read_text().splitlines() if log.exists() else []
     failed = code != 0 or any("state=failed" in line for line in lines)
     if failed:
