@@ -169,6 +169,26 @@ def report(profile: Profile = None, as_of: AsOf = None) -> None:
     typer.echo(f"report: {result['files']['report']}")
 
 
+@app.command("ablate")
+def ablate(
+    profile: Profile = None,
+    as_of: AsOf = None,
+    arm: Annotated[
+        list[str] | None, typer.Option(help="only these arms (default: all; baseline first)")
+    ] = None,
+) -> None:
+    """VISTA ablations (reconstruction loss on/off, K = 32/64/128, summaries 1 and 3 days
+    stale), each arm in its own state folder: reports/<as_of>/ablations.md."""
+    from vista import ablations, pipeline
+
+    cfg = _config(profile)
+    date = _as_of(cfg, as_of)
+    result = ablations.run_ablations(cfg, date, only=arm)
+    files = ablations.write_ablations(pipeline.report_dir(cfg, date), result)
+    typer.echo(ablations.render_ablations(result))
+    typer.echo(f"ablations: {files['ablations']}")
+
+
 @app.command("online")
 def online(
     user_ids: Annotated[list[int], typer.Argument(help="user ids to look up")],

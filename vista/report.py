@@ -74,7 +74,7 @@ def findings(evaluation: dict) -> list[str]:
     if "vista" in variants and "full_attention" in variants:
         gap = auc("vista", longest) - auc("full_attention", longest)
         out.append(
-            f"Against full attention over the raw tail (the upper bound), VISTA's AUC on "
+            f"Against full attention over the raw tail (the intended upper bound), VISTA's AUC on "
             f"histories {longest} differs by {gap:+.4f}."
         )
     if "oracle" in evaluation:
