@@ -16,7 +16,7 @@ export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run run-movielens report report-movielens test lint format data movielens dag-test clean clean-state lock
+.PHONY: help install run run-movielens report report-movielens ablate test lint format data movielens dag-test clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ run-movielens: install ## The main DAG on MovieLens-100K (conf/movielens.yaml)
 
 report: install ## VISTA vs raw-history baselines (3 seeds each): reports/<as_of>/report.md
 	$(BIN)/vista report
+
+ablate: install ## VISTA ablations (recon on/off, K 32/64/128, staleness): reports/<as_of>/ablations.md
+	$(BIN)/vista ablate
 
 report-movielens: install movielens ## The same evaluation on MovieLens-100K
 	$(BIN)/vista dag-test --profile movielens --evaluate
