@@ -424,17 +424,17 @@ def score_one_user(
     summaries: torch.Tensor,
     seq_items: torch.Tensor,
     seq_cats: torch.Tensor,
+    seq_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Serving path: C candidates of one user. Shared keys are built once; SIM's keys
     differ per candidate (rows of ``seq_items``), the others' are one row for all."""
     items, cats = candidates
     cand = model.embed(items, cats)  # (C, D)
+    mask = torch.ones(seq_items.shape, dtype=torch.bool) if seq_mask is None else seq_mask
     if seq_items.shape[0] > 1:  # per-candidate sequences (SIM)
-        mask = torch.ones(seq_items.shape, dtype=torch.bool)
-        keys, key_mask = model.user_keys(summaries.expand(len(items), -1), seq_items, seq_cats,
-                                         mask)  # fmt: skip
+        rows = summaries.expand(len(items), -1)
+        keys, key_mask = model.user_keys(rows, seq_items, seq_cats, mask)
         return model.score_candidates(cand[:, None, :], keys, key_mask)[:, 0]
-    mask = torch.ones(seq_items.shape, dtype=torch.bool)
     keys, key_mask = model.user_keys(summaries, seq_items, seq_cats, mask)
     out = [
         model.score_candidates(cand[None, i : i + SCORING_CHUNK], keys, key_mask)[0]

@@ -72,8 +72,10 @@ def scoring_cost(
             seqs = [index.get(int(c), np.zeros(0, np.int64)) for c in cand_cats_np]
             width_seq = max(1, max(len(s) for s in seqs))
             seq_items = np.zeros((n_candidates, width_seq), dtype=np.int64)
+            seq_mask = np.zeros(seq_items.shape, dtype=bool)
             for i, s in enumerate(seqs):
                 seq_items[i, : len(s)] = s
+                seq_mask[i, : len(s)] = True
             seq_cats = np.repeat(cand_cats_np[:, None], width_seq, axis=1)
             keys_read = int(sum(len(s) for s in seqs))
         else:
@@ -81,11 +83,12 @@ def scoring_cost(
                     "full_attention": n}[spec.variant]  # fmt: skip
             keep = min(keep, n)
             seq_items, seq_cats = items[n - keep :][None, :], cats[n - keep :][None, :]
+            seq_mask = np.ones(seq_items.shape, dtype=bool)
             keys_read = keep + (spec.summary.n_tokens if spec.variant == "vista" else 0)
-        seq_items_t, seq_cats_t = torch.from_numpy(seq_items), torch.from_numpy(seq_cats)
+        inputs = tuple(torch.from_numpy(a) for a in (seq_items, seq_cats, seq_mask))
 
-        def run(si=seq_items_t, sc=seq_cats_t):
-            return score_one_user(model, (cand_items, cand_cats), summaries, si, sc)
+        def run(inputs=inputs):
+            return score_one_user(model, (cand_items, cand_cats), summaries, *inputs)
 
         row["seconds"] = _median_seconds(run, repeats)
         row["keys_per_candidate"] = keys_read / (n_candidates if spec.variant == "sim_category"

@@ -113,6 +113,27 @@ def test_training_set_errors_name_column_and_row_count():
         spec("dnn")
 
 
+@pytest.mark.parametrize("variant", ["vista", "din_last100", "sim_category", "full_attention"])
+def test_serving_path_scores_one_users_candidates_like_the_batch_path(variant):
+    import torch
+
+    from models.ranker import prepare, score_one_user
+
+    train = planted(n_users=30, per_user=8)
+    model, _ = train_ranker(train, CFG.model_copy(update={"epochs": 1}), spec(variant),
+                            progress=False)  # fmt: skip
+    rows = train[train.user_id == 3].reset_index(drop=True)
+    want = score(model, rows)
+    items, cats, summaries, seq_items, seq_cats, mask = prepare(rows, model.spec).batch(
+        np.arange(len(rows))
+    )
+    shared = slice(None) if variant == "sim_category" else slice(0, 1)  # SIM: per candidate
+    with torch.no_grad():
+        got = score_one_user(model, (items, cats), summaries[:1], seq_items[shared],
+                             seq_cats[shared], mask[shared])  # fmt: skip
+    np.testing.assert_allclose(torch.sigmoid(got).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
 def test_serving_cost_reads_k_tokens_for_vista_and_n_events_for_full_attention():
     train = planted(n_users=20, per_user=5)
     lengths = (100, 1000, 5000)
