@@ -10,7 +10,8 @@ runner = CliRunner()
 def test_help_lists_the_pipeline_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("generate", "histories", "summarize", "features", "train-ranker", "dag-test"):
+    for command in ("generate", "histories", "summarize", "features", "train-ranker", "dag-test",
+                    "report", "ablate"):  # fmt: skip
         assert command in result.output
 
 
