@@ -1,6 +1,7 @@
-"""Bring your own events: any CSV/TSV, Parquet or JSON-lines file plus a column mapping.
+"""Bring your own events: CSV/TSV, Parquet, JSON-lines files or a Delta table, plus a
+column mapping (parsing, validation and quarantine: ``datasets.ingest``).
 
-The file becomes the platform's two tables, with no code change:
+The good rows become the platform's two tables, with no code change:
 - ``events``: every row (user_id, item_id, category, event_type, event_timestamp);
 - ``impressions``: the rows at or after the configured cutoff, labelled by a rule
   (e.g. rating >= 4), so a ranker trained on snapshots taken at the cutoff is
@@ -12,6 +13,7 @@ categories are hashed to stable integers.
 
 from __future__ import annotations
 
+import datetime as dt
 import zlib
 from pathlib import Path
 
@@ -19,91 +21,105 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from datasets.ingest import SourceError
 from datasets.synthetic import EVENTS_SCHEMA, IMPRESSIONS_SCHEMA
 from vista.config import SourceConfig
 
 UNKNOWN_CATEGORY = -1
 
 
-class SourceError(ValueError):
-    """The events file cannot be read as configured."""
-
-
-def _read(path: Path, fmt: str, separator: str) -> pd.DataFrame:
-    if not path.exists():
-        raise SourceError(f"events file {path} does not exist")
-    try:
-        if fmt == "csv":
-            return pd.read_csv(path, sep=separator)
-        if fmt == "parquet":
-            return pd.read_parquet(path)
-        if fmt == "jsonl":
-            return pd.read_json(path, lines=True)
-    except (ValueError, OSError) as exc:
-        raise SourceError(f"cannot read {path} as {fmt}: {exc}") from exc
-    raise SourceError(f"unknown format {fmt!r} for {path}")
-
-
-def _renamed(frame: pd.DataFrame, mapping: dict[str, str], path: Path) -> pd.DataFrame:
-    missing = [source for source in mapping.values() if source not in frame.columns]
-    if missing:
-        raise SourceError(f"{path} has no column(s) {missing}; it has {list(frame.columns)}")
-    return frame.rename(columns={v: k for k, v in mapping.items()})[list(mapping)]
-
-
 def stable_category(value) -> int:
-    """Integers stay; strings hash (crc32) to the same integer on every machine."""
+    """Integers (and integer text) stay; other strings hash (crc32) to the same integer
+    on every machine."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return UNKNOWN_CATEGORY
     if isinstance(value, int | np.integer):
         return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, str) and not value.strip():
+        return UNKNOWN_CATEGORY
     return zlib.crc32(str(value).encode()) & 0x7FFFFFFF
 
 
-def _timestamps(values: pd.Series, unit: str) -> pd.Series:
-    if unit == "iso":
-        return pd.to_datetime(values, utc=True)
-    return pd.to_datetime(values.astype("int64"), unit=unit, utc=True)
+def read_items(source: SourceConfig) -> pd.DataFrame | None:
+    """item_id -> category from the optional items file."""
+    if source.items_path is None:
+        return None
+    from datasets.ingest import read_rows, renamed
+
+    fmt = source.format if source.format != "auto" else "csv"
+    rows = read_rows(source.items_path, fmt, source.separator)
+    items = renamed(rows.frame, source.item_columns, str(source.items_path))
+    if source.category_first_token:
+        items["category"] = items["category"].astype(str).str.split().str[0]
+    items["item_id"] = pd.to_numeric(items["item_id"], errors="coerce")
+    items = items.dropna(subset=["item_id"]).astype({"item_id": "int64"})
+    return items[["item_id", "category"]].drop_duplicates("item_id")
 
 
-def load_events(source: SourceConfig) -> pd.DataFrame:
-    """The events file as the ``events`` schema's columns, plus ``label_value``."""
-    raw = _read(source.events_path, source.format, source.separator)
-    frame = _renamed(raw, source.columns, source.events_path)
-    if source.items_path is not None:
-        items = _renamed(
-            _read(source.items_path, source.format, source.separator),
-            source.item_columns,
-            source.items_path,
+def with_categories(good: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataFrame:
+    """The ``category`` column: from the items file, else the mapped column, else -1."""
+    if items is not None:
+        good = good.drop(columns=["category"], errors="ignore").merge(
+            items, on="item_id", how="left"
         )
-        if source.category_first_token:
-            items["category"] = items["category"].astype(str).str.split().str[0]
-        frame = frame.drop(columns=["category"], errors="ignore").merge(
-            items[["item_id", "category"]], on="item_id", how="left"
-        )
-    if "category" not in frame:
-        frame["category"] = UNKNOWN_CATEGORY
-    frame["category"] = frame["category"].map(stable_category).astype("int64")
-    if "event_type" not in frame:
-        frame["event_type"] = source.event_type
-    frame["event_timestamp"] = _timestamps(frame["timestamp"], source.timestamp_unit)
-    frame["event_date"] = frame["event_timestamp"].dt.strftime("%Y-%m-%d")
-    frame["user_id"] = frame["user_id"].astype("int64")
-    frame["item_id"] = frame["item_id"].astype("int64")
+        good["category"] = good["category"].map(stable_category)
+    if "category" not in good:
+        good["category"] = UNKNOWN_CATEGORY
+    good["category"] = good["category"].astype("int64")
+    good["event_date"] = good["event_timestamp"].dt.strftime("%Y-%m-%d")
+    return good
+
+
+def prepare_file(
+    path: Path, source: SourceConfig, items: pd.DataFrame | None, now: dt.datetime
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(good rows with categories, quarantined rows, duplicates dropped) of one file."""
+    from datasets.ingest import dedupe, read_rows, source_format, validate_rows
+
+    rows = read_rows(path, source_format(source, path), source.separator)
+    good, bad = validate_rows(rows, source, now)
+    good, duplicates = dedupe(good)
+    return with_categories(good, items), bad, duplicates
+
+
+def load_events(source: SourceConfig, now: dt.datetime | None = None) -> pd.DataFrame:
+    """The good rows of every file the source names, as the ``events`` columns plus
+    the label column (bad rows are left out; ``vista.pipeline.ingest_source`` quarantines
+    them)."""
+    from datasets.ingest import DEDUPE_KEY, source_files
+
+    now = now or dt.datetime.now(dt.UTC)
+    items = read_items(source)
+    frames = [prepare_file(path, source, items, now)[0] for path in source_files(source)]
+    frame = pd.concat(frames, ignore_index=True).drop_duplicates(DEDUPE_KEY)
+    frame = frame.drop(columns=["row_number"])
     return frame.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
 
 
-def split_tables(frame: pd.DataFrame, source: SourceConfig) -> tuple[pa.Table, pa.Table]:
-    """(events, impressions): impressions are the events at or after the cutoff."""
-    events = pa.Table.from_pandas(frame[EVENTS_SCHEMA.names], schema=EVENTS_SCHEMA,
-                                  preserve_index=False)  # fmt: skip
+def impression_ids(frame: pd.DataFrame) -> np.ndarray:
+    """Stable ids (the same rows get the same ids on every run and machine)."""
+    hashed = pd.util.hash_pandas_object(
+        frame[["user_id", "item_id", "event_timestamp"]], index=False
+    ).to_numpy()
+    return (hashed & np.uint64(0x7FFFFFFFFFFFFFFF)).astype(np.int64)
+
+
+def events_table(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame[EVENTS_SCHEMA.names], schema=EVENTS_SCHEMA,
+                                preserve_index=False)  # fmt: skip
+
+
+def impressions_table(frame: pd.DataFrame, source: SourceConfig) -> pa.Table:
+    """Rows at or after the cutoff, labelled by ``label_column >= label_threshold``."""
+    if source.label_column not in frame:
+        raise SourceError(f"label column {source.label_column!r} is not mapped in source.columns")
     cutoff = pd.Timestamp(source.cutoff_date, tz="UTC")
     later = frame[frame["event_timestamp"] >= cutoff].reset_index(drop=True)
-    if source.label_column not in later:
-        raise SourceError(f"label column {source.label_column!r} is not mapped in source.columns")
     impressions = pd.DataFrame(
         {
-            "impression_id": np.arange(len(later), dtype=np.int64),
+            "impression_id": impression_ids(later),
             "user_id": later["user_id"],
             "item_id": later["item_id"],
             "category": later["category"],
@@ -113,5 +129,9 @@ def split_tables(frame: pd.DataFrame, source: SourceConfig) -> tuple[pa.Table, p
             "impression_date": later["event_date"],
         }
     )
-    return events, pa.Table.from_pandas(impressions, schema=IMPRESSIONS_SCHEMA,
-                                        preserve_index=False)  # fmt: skip
+    return pa.Table.from_pandas(impressions, schema=IMPRESSIONS_SCHEMA, preserve_index=False)
+
+
+def split_tables(frame: pd.DataFrame, source: SourceConfig) -> tuple[pa.Table, pa.Table]:
+    """(events, impressions): impressions are the labelled events at or after the cutoff."""
+    return events_table(frame), impressions_table(frame, source)

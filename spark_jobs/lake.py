@@ -66,6 +66,31 @@ def write_arrow(
     return DeltaTable(str(path)).version()
 
 
+def merge_new_rows(
+    path: Path,
+    data: pa.Table,
+    key: list[str],
+    partition_by: list[str],
+    commit: CommitProperties | None = None,
+) -> int:
+    """Insert the rows of ``data`` whose ``key`` is not in the table yet, as one commit
+    (creating the table if needed); returns how many were inserted. Reruns add nothing."""
+    if not table_exists(path):
+        path.mkdir(parents=True, exist_ok=True)
+        write_deltalake(str(path), data, partition_by=partition_by, mode="append",
+                        commit_properties=commit)  # fmt: skip
+        return data.num_rows
+    # the partition columns first, so delta-rs prunes the files it reads
+    on = " AND ".join(f"t.{c} = s.{c}" for c in [*partition_by, *key])
+    metrics = (
+        DeltaTable(str(path))
+        .merge(data, predicate=on, source_alias="s", target_alias="t", commit_properties=commit)
+        .when_not_matched_insert_all()
+        .execute()
+    )
+    return int(metrics.get("num_target_rows_inserted", 0))
+
+
 def spark_read(spark, path: Path, version: int | None = None):
     """A Spark DataFrame over one Delta snapshot (partition columns included)."""
     table = open_table(path, version)

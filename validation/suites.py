@@ -47,6 +47,29 @@ def events_suite(now: dt.datetime, event_types: list[str] | None = None) -> Suit
     )  # fmt: skip
 
 
+def quarantine_suite(reasons: list[str]) -> SuiteSpec:
+    """The rows this run quarantined: warns (never stops the run) and shows in the Data
+    Docs how many rows were set aside and for which reasons."""
+    E = gx.expectations
+    return SuiteSpec(
+        name="quarantine",
+        critical=False,
+        expectations=[
+            E.ExpectTableRowCountToBeBetween(
+                min_value=0, max_value=0,
+                description="no source row of this run was quarantined (observed: how many were)",
+            ),
+            E.ExpectColumnValuesToBeInSet(
+                column="reason", value_set=[],
+                description="quarantined rows by reason (the unexpected values and their counts)",
+            ),
+            E.ExpectColumnValuesToBeInSet(column="reason", value_set=reasons),
+            *(E.ExpectColumnValuesToNotBeNull(column=c) for c in
+              ("source_file", "row_number", "detail")),
+        ],
+    )  # fmt: skip
+
+
 def summaries_suite(n_tokens: int, token_dim: int, codec: str | None = None) -> SuiteSpec:
     E = gx.expectations
     width = n_tokens * token_dim

@@ -172,14 +172,21 @@ class FeaturesConfig(_Section):
 
 
 class SourceConfig(_Section):
-    """An events file of one's own, instead of the synthetic generator."""
+    """Events of one's own, instead of the synthetic generator: a file, a folder of files,
+    a glob or a Delta table; ``{date}`` in the path is the run date (YYYY-MM-DD)."""
 
     events_path: Path
-    format: Literal["csv", "parquet", "jsonl"] = "csv"
+    # auto: from the file suffix (.csv/.tsv/.inter, .parquet, .jsonl/.json), or delta
+    # for a folder with a _delta_log
+    format: Literal["auto", "csv", "parquet", "jsonl", "delta"] = "csv"
     separator: str = ","
     # platform column -> file column; needs user_id, item_id, timestamp
     columns: dict[str, str]
     timestamp_unit: Literal["s", "ms", "us", "iso"] = "s"
+    # allowed event types when event_type is mapped (default: view, click, purchase)
+    event_types: list[str] | None = None
+    # an event later than the ingest time plus this is quarantined as future_timestamp
+    max_clock_skew_seconds: Annotated[int, Field(ge=0)] = 3600
     items_path: Path | None = None
     item_columns: dict[str, str] = Field(default_factory=dict)
     category_first_token: bool = False

@@ -30,6 +30,7 @@ EVENTS = "events"
 IMPRESSIONS = "impressions"
 HISTORIES = "user_histories"
 SUMMARIES = "user_summaries"
+QUARANTINE = "quarantine"
 GENERATOR_META_KEY = "vista.generator"
 
 
@@ -84,11 +85,13 @@ def _data_is_current(cfg: VistaConfig, fingerprint: str) -> bool:
     return lake.open_table(impressions_path).history(1)[0].get(GENERATOR_META_KEY) == fingerprint
 
 
-def generate_data(cfg: VistaConfig, force: bool = False) -> dict[str, Any]:
-    """Write the ``events`` and ``impressions`` tables (synthetic, or from the profile's
-    events file), unless tables made from the same settings are already there."""
+def generate_data(
+    cfg: VistaConfig, force: bool = False, as_of: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Write the ``events`` and ``impressions`` tables: synthetic (unless tables made
+    from the same settings are already there), or ingested from the profile's source."""
     if cfg.source is not None:
-        return ingest_source(cfg, force)
+        return ingest_source(cfg, as_of or as_of_datetime(default_as_of(cfg)), force)
     from datasets.synthetic import EVENTS_SCHEMA, generate
 
     fingerprint = json.dumps(cfg.generator.model_dump(mode="json"), sort_keys=True)
@@ -120,42 +123,111 @@ def generate_data(cfg: VistaConfig, force: bool = False) -> dict[str, Any]:
     }
 
 
-def ingest_source(cfg: VistaConfig, force: bool = False) -> dict[str, Any]:
-    """Events file + column mapping -> ``events`` and ``impressions`` tables."""
-    from datasets.loaders import load_events, split_tables
+def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> dict[str, Any]:
+    """The source's files -> ``events`` (+ labelled ``impressions``) and ``quarantine``.
+
+    Exactly once per file: the events commit records each file's content key as a Delta
+    application transaction, and a file whose key is there is skipped. Every file is
+    read and validated before anything is committed, so an unreadable file commits
+    nothing. Order of commits: quarantine (replaces the files' rows), impressions and
+    events (insert rows whose key is not there yet), so a crash between them is
+    repaired by the rerun."""
+    from deltalake import CommitProperties, DeltaTable
+    from deltalake.transaction import Transaction
+
+    from datasets.ingest import QUARANTINE_SCHEMA, file_key, quarantine_table, source_files
+    from datasets.ingest import source_format as fmt_of
+    from datasets.loaders import events_table, impressions_table, prepare_file, read_items
 
     source = cfg.source
-    stat = source.events_path.stat() if source.events_path.exists() else None
-    fingerprint = json.dumps(
-        {**source.model_dump(mode="json"), "size": stat and stat.st_size,
-         "mtime": stat and stat.st_mtime}, sort_keys=True,
+    events_path, impressions_path = cfg.paths.table(EVENTS), cfg.paths.table(IMPRESSIONS)
+    quarantine_path = cfg.paths.table(QUARANTINE)
+    started = time.perf_counter()
+    if force:
+        for path in (events_path, impressions_path, quarantine_path):
+            shutil.rmtree(path, ignore_errors=True)
+    files = source_files(source, as_of.date())
+    keys = {path: file_key(path, fmt_of(source, path)) for path in files}
+    done = DeltaTable(str(events_path)) if lake.table_exists(events_path) else None
+    pending = [p for p in files if done is None or done.transaction_version(keys[p]) is None]
+    result: dict[str, Any] = {
+        "files": len(files),
+        "files_already_ingested": len(files) - len(pending),
+    }
+    if not pending:
+        return {**result, "generated": False, "reason": "every source file is already ingested"}
+    now = dt.datetime.now(dt.UTC)
+    items = read_items(source)
+    goods, bads, duplicates = [], [], 0
+    for path in pending:  # all read before any commit
+        good, bad, dropped = prepare_file(path, source, items, now)
+        goods.append(good)
+        bads.append(quarantine_table(bad, str(path), now, as_of.date().isoformat()))
+        duplicates += dropped
+    good = pd.concat(goods, ignore_index=True)
+    unique = good.drop_duplicates(["user_id", "item_id", "event_timestamp", "event_type"])
+    duplicates += len(good) - len(unique)
+    good = unique
+    quarantined = pa.concat_tables(bads).cast(QUARANTINE_SCHEMA)
+    names = ", ".join(f"'{p}'" for p in pending)
+    lake.write_arrow(quarantine_path, quarantined, ["ingest_date"],
+                     replace_where=f"source_file IN ({names})" if lake.table_exists(
+                         quarantine_path) else None)  # fmt: skip
+    events = events_table(good)
+    impressions = impressions_table(good, source) if source.label_column in good else None
+    if impressions is not None:
+        lake.merge_new_rows(impressions_path, impressions, ["impression_id"], ["impression_date"])
+    commit = CommitProperties(
+        app_transactions=[Transaction(keys[p], 1) for p in pending],
+        custom_metadata={"vista.ingested_files": json.dumps([str(p) for p in pending])},
+    )
+    inserted = lake.merge_new_rows(
+        events_path, events, ["user_id", "item_id", "event_timestamp", "event_type"],
+        ["event_date"], commit,
     )  # fmt: skip
-    if not force and _data_is_current(cfg, fingerprint):
-        return {"generated": False, "reason": "tables exist from the same file and settings"}
-    events, impressions = split_tables(load_events(source), source)
-    meta = {GENERATOR_META_KEY: fingerprint}
-    lake.write_arrow(cfg.paths.table(EVENTS), events, ["event_date"], mode="overwrite",
-                     metadata=meta)  # fmt: skip
-    lake.write_arrow(cfg.paths.table(IMPRESSIONS), impressions, ["impression_date"],
-                     mode="overwrite", metadata=meta)  # fmt: skip
+    reasons = pc.value_counts(quarantined.column("reason")).to_pylist()
     return {
+        **result,
         "generated": True,
         "source": str(source.events_path),
-        "events": events.num_rows,
-        "impressions": impressions.num_rows,
+        "files_ingested": [str(p) for p in pending],
+        "rows_read": int(len(good) + duplicates + quarantined.num_rows),
+        "events": int(inserted),
+        "duplicates_in_files": int(duplicates),
+        "duplicates_already_stored": int(len(good) - inserted),
+        "quarantined": int(quarantined.num_rows),
+        "quarantined_by_reason": {r["values"]: int(r["counts"]) for r in reasons},
+        "impressions": 0 if impressions is None else impressions.num_rows,
         "users": len(pc.unique(events["user_id"])),
+        "seconds": round(time.perf_counter() - started, 2),
     }
 
 
 def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+    """The events suite (critical) and, for an ingested source, the quarantine suite on
+    the rows this run set aside (warns)."""
+    from datasets.ingest import REASONS, allowed_event_types
     from validation.checkpoints import run_suite
-    from validation.suites import events_frame, events_suite
+    from validation.suites import events_frame, events_suite, quarantine_suite
 
     events = lake.read_arrow(cfg.paths.table(EVENTS)).to_pandas()
-    allowed = [cfg.source.event_type] if cfg.source is not None else None
+    allowed = allowed_event_types(cfg.source) if cfg.source is not None else None
     suite = events_suite(now=dt.datetime.now(dt.UTC), event_types=allowed)
-    outcome = run_suite(suite, events_frame(events), report_dir(cfg, as_of))
-    return outcome.to_dict()
+    outcome = run_suite(suite, events_frame(events), report_dir(cfg, as_of)).to_dict()
+    quarantine = cfg.paths.table(QUARANTINE)
+    if cfg.source is None or not lake.table_exists(quarantine):
+        return outcome
+    rows = lake.read_arrow(quarantine, filters=_partition_filter(as_of, "ingest_date"))
+    checked = run_suite(quarantine_suite(list(REASONS)), rows.to_pandas(), report_dir(cfg, as_of))
+    by_reason = rows.group_by("reason").aggregate([("reason", "count")]).to_pylist()
+    return {
+        **outcome,
+        "quarantine": {
+            **checked.to_dict(),
+            "rows": rows.num_rows,
+            "by_reason": {r["reason"]: r["reason_count"] for r in by_reason},
+        },
+    }
 
 
 # ---------------------------------------------------------------- 2. histories
@@ -201,8 +273,8 @@ def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) ->
     }
 
 
-def _partition_filter(as_of: dt.datetime) -> list[tuple[str, str, str]]:
-    return [("as_of_date", "=", as_of.date().isoformat())]
+def _partition_filter(as_of: dt.datetime, column: str = "as_of_date") -> list[tuple[str, str, str]]:
+    return [(column, "=", as_of.date().isoformat())]
 
 
 def _partition_stats(path: Path, as_of: dt.datetime) -> dict[str, Any]:
