@@ -117,3 +117,21 @@ def update_user_histories(
         "user_id", *(_keep_last(c, max_history).alias(c) for c in ARRAY_COLUMNS), "updated"
     )
     return capped.select(_snapshot_columns(as_of))
+
+
+def history_checks(histories: DataFrame, as_of: dt.datetime) -> DataFrame:
+    """One small row per user for the histories suite: lengths agree, events are oldest
+    first and all before ``as_of`` (computed here so that long arrays stay in Spark)."""
+    ts = F.col("event_timestamps")
+    as_of_micros = int(as_of.timestamp() * 1_000_000)
+    return histories.select(
+        "user_id",
+        "history_length",
+        (
+            (F.size("item_ids") == F.col("history_length"))
+            & (F.size("categories") == F.col("history_length"))
+            & (F.size(ts) == F.col("history_length"))
+        ).alias("arrays_match_length"),
+        (ts == F.array_sort(ts)).alias("time_ordered"),
+        F.coalesce(F.array_max(ts) < F.lit(as_of_micros), F.lit(True)).alias("before_as_of"),
+    )

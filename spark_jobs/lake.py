@@ -116,6 +116,21 @@ def _add_action(root: Path, file: Path, partition_values: dict[str, str]) -> Add
     )
 
 
+PARTITION_KEY = "vista.partition"
+
+
+def partition_commit(path: Path, partition_col: str, partition_value: str) -> dict | None:
+    """The newest commit that replaced this partition (its commit info, with the
+    custom metadata the writer gave it and its ``version``), or None."""
+    if not table_exists(path):
+        return None
+    wanted = f"{partition_col}={partition_value}"
+    for commit in DeltaTable(str(path)).history():  # newest first
+        if commit.get(PARTITION_KEY) == wanted:
+            return commit
+    return None
+
+
 def spark_replace_partition(
     df, path: Path, partition_col: str, partition_value: str, metadata: dict[str, str] | None = None
 ) -> int:
@@ -137,11 +152,12 @@ def spark_replace_partition(
     shutil.rmtree(staging, ignore_errors=True)
     part_values = {partition_col: partition_value}
     actions = [_add_action(path, f, part_values) for f in files]
+    metadata = {**(metadata or {}), PARTITION_KEY: f"{partition_col}={partition_value}"}
     data_schema = (
         pq.read_schema(files[0]) if files else _arrow_schema_of_spark(df.schema)
     ).remove_metadata()
     schema = DeltaSchema.from_arrow(data_schema.append(pa.field(partition_col, pa.string())))
-    props = CommitProperties(custom_metadata=metadata) if metadata else None
+    props = CommitProperties(custom_metadata=metadata)
     if not table_exists(path):
         create_table_with_add_actions(
             str(path), schema, actions, mode="append", partition_by=[partition_col],

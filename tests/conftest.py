@@ -39,6 +39,7 @@ def pipeline_run(tmp_path_factory, spark):
     steps = {"data": pipeline.generate_data(cfg)}
     steps["events_quality"] = pipeline.validate_events(cfg, as_of)
     steps["histories"] = pipeline.build_histories(cfg, as_of)
+    steps["histories_quality"] = pipeline.validate_histories(cfg, as_of)
     steps["raw_features"] = pipeline.build_raw_features(cfg, as_of)
     steps["summarizer"] = pipeline.train_summarizer(cfg, as_of, progress=False)
     steps["summaries"] = pipeline.summarize(cfg, as_of)

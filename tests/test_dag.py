@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from spark_jobs import lake
-from vista import airflow_runner, pipeline
+from vista import airflow_runner, orchestration, pipeline
 from vista.config import PROJECT_ROOT
 
 from .conftest import tiny_config
@@ -29,25 +29,59 @@ def dagbag(tmp_path_factory):
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "vista_pipeline" in dagbag.dags
+    assert set(orchestration.CHAIN) <= set(dagbag.dags)
 
 
-def test_dag_has_tags_retries_params_and_docs(dagbag):
-    dag = dagbag.dags["vista_pipeline"]
-    assert {"vista", "features"} <= set(dag.tags)
-    assert dag.doc_md
-    for task in dag.tasks:
-        assert task.retries >= 1, task.task_id
-    knobs = {"profile", "as_of", "regenerate", "full_rebuild", "retrain_summarizer", "evaluate"}
-    assert knobs <= set(dag.params.keys())
-    for name in dag.params:
-        assert dag.params.get_param(name).description, name
-    order = [t.task_id for t in dag.topological_sort()]
-    assert order.index("build_histories") < order.index("summarize")
-    assert order.index("validate_summaries") < order.index("publish_features")
-    assert order.index("build_raw_features") < order.index("publish_features")
-    assert order.index("train_and_evaluate_ranker") < order.index("evaluate_and_report")
-    assert order[-1] == "write_report"
+def test_each_dag_has_tags_retries_typed_params_and_docs(dagbag):
+    for dag_id in orchestration.CHAIN:
+        dag = dagbag.dags[dag_id]
+        assert "vista" in dag.tags
+        assert dag.doc_md
+        for task in dag.tasks:
+            assert task.retries >= 1, task.task_id
+        assert set(dag.params.keys()) == set(orchestration.DAG_PARAMS[dag_id])
+        for name in dag.params:
+            param = dag.params.get_param(name)
+            assert param.description, (dag_id, name)
+            assert param.schema.get("type"), (dag_id, name)
+
+
+def test_dags_chain_by_asset(dagbag):
+    """Each DAG after the first is scheduled on the asset the one before produces."""
+    produced = {}
+    for dag_id in orchestration.CHAIN:
+        for task in dagbag.dags[dag_id].tasks:
+            for outlet in task.outlets:
+                produced[outlet.uri] = dag_id
+    uris = orchestration.ASSET_URIS
+    assert produced == {uris["events"]: "vista_ingest", uris["histories"]: "vista_histories",
+                        uris["summaries"]: "vista_summaries", uris["features"]: "vista_features"}  # fmt: skip
+    for before, after in zip(orchestration.CHAIN, orchestration.CHAIN[1:], strict=False):
+        schedule = dagbag.dags[after].schedule
+        assert [a.uri for a in schedule] == [u for u, d in produced.items() if d == before]
+    # the asset is only updated once the data-quality suite has passed
+    validate = dagbag.dags["vista_ingest"].get_task("validate_events")
+    assert [o.uri for o in validate.outlets] == [uris["events"]]
+    order = [t.task_id for t in dagbag.dags["vista_histories"].topological_sort()]
+    assert order == ["build_histories", "validate_histories", "build_raw_features"]
+
+
+def test_as_of_comes_from_params_then_asset_event_then_logical_date(tmp_path, monkeypatch):
+    import types
+
+    monkeypatch.delenv("VISTA_PROFILE", raising=False)
+    event = types.SimpleNamespace(extra={"as_of": "2026-07-30", "profile": "tiny"},
+                                  timestamp=pipeline.as_of_datetime("2026-07-30"))  # fmt: skip
+    older = types.SimpleNamespace(extra={"as_of": "2026-07-01", "profile": "tiny"},
+                                  timestamp=pipeline.as_of_datetime("2026-07-01"))  # fmt: skip
+    triggered = {"params": {}, "triggering_asset_events": {"events": [event, older]},
+                 "logical_date": None}  # fmt: skip
+    cfg, as_of = orchestration.run_config(triggered)
+    assert (cfg.profile, as_of.date().isoformat()) == ("tiny", "2026-07-30")
+    chosen = {**triggered, "params": {"as_of": "2026-07-15"}}
+    assert orchestration.run_config(chosen)[1].date().isoformat() == "2026-07-15"
+    manual = {"params": {"profile": "tiny"}, "logical_date": pipeline.as_of_datetime("2026-07-20")}
+    assert orchestration.run_config(manual)[1].date().isoformat() == "2026-07-20"
 
 
 def test_dag_files_import_no_heavy_modules():
@@ -77,8 +111,15 @@ def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
     result = _dag_test(cfg, as_of, "--evaluate")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ranker AUC" in result.stdout
+    for dag_id in orchestration.CHAIN:
+        assert f"running DAG {dag_id}" in result.stderr
     summary = json.loads((cfg.paths.reports / "latest" / "summary.json").read_text())
     assert summary["as_of"] == as_of
+    steps = summary["steps"]  # recorded by five DAG runs, gathered by the last
+    for key in ("data", "events_quality", "histories_quality", "summaries_quality", "ranker"):
+        assert key in steps, key
+    assert steps["histories_quality"]["success"]
+    assert steps["ranker"]["training_set_quality"]["success"]
     head = summary["headline"]
     assert 0 < head["ranker_auc"] < 1
     assert head["oracle_auc"] > 0.5
@@ -106,6 +147,8 @@ def test_failing_critical_suite_stops_the_dag_and_commits_nothing_downstream(tmp
     events_version = lake.table_version(events)
     result = _dag_test(cfg, pipeline.default_as_of(cfg))
     assert result.returncode != 0
+    assert "DAG vista_ingest failed" in result.stderr
+    assert "running DAG vista_histories" not in result.stderr
     assert "critical suite 'events' failed" in result.stderr
     assert "column 'user_id'" in result.stderr
     assert lake.table_version(events) == events_version

@@ -70,6 +70,99 @@ def quarantine_suite(reasons: list[str]) -> SuiteSpec:
     )  # fmt: skip
 
 
+def histories_suite(max_history: int) -> SuiteSpec:
+    """One row per user: the checks are computed in Spark (``history_checks``)."""
+    E = gx.expectations
+    return SuiteSpec(
+        name="user_histories",
+        critical=True,
+        expectations=[
+            E.ExpectTableRowCountToBeBetween(min_value=1),
+            E.ExpectColumnValuesToNotBeNull(column="user_id"),
+            E.ExpectColumnValuesToBeUnique(column="user_id"),
+            E.ExpectColumnValuesToBeBetween(column="history_length", min_value=1,
+                                            max_value=max_history),
+            E.ExpectColumnValuesToBeInSet(
+                column="arrays_match_length", value_set=[True],
+                description="item_ids, categories and event_timestamps hold history_length "
+                "entries each",
+            ),
+            E.ExpectColumnValuesToBeInSet(
+                column="time_ordered", value_set=[True],
+                description="event timestamps are oldest first",
+            ),
+            E.ExpectColumnValuesToBeInSet(
+                column="before_as_of", value_set=[True],
+                description="no event at or after the snapshot time leaks into a history",
+            ),
+        ],
+    )  # fmt: skip
+
+
+def training_set_suite(width: int, min_summary_coverage: float) -> SuiteSpec:
+    """The Feast training and evaluation frames (``split`` says which)."""
+    E = gx.expectations
+    return SuiteSpec(
+        name="training_set",
+        critical=True,
+        expectations=[
+            E.ExpectTableRowCountToBeBetween(min_value=1),
+            *(E.ExpectColumnValuesToNotBeNull(column=c) for c in
+              ("impression_id", "user_id", "item_id", "event_timestamp", "label")),
+            E.ExpectColumnValuesToBeUnique(column="impression_id"),
+            E.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
+            E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "eval"]),
+            E.ExpectColumnValuesToNotBeNull(
+                column="summary_length", mostly=min_summary_coverage,
+                description="share of impressions whose user has a summary in time "
+                "(point-in-time join within the feature view's ttl)",
+            ),
+            E.ExpectColumnValuesToBeBetween(column="summary_length", min_value=width,
+                                            max_value=width),
+            E.ExpectColumnValuesToBeBetween(column="history_length", min_value=0),
+        ],
+    )  # fmt: skip
+
+
+def summary_drift_suite(max_relative_change: float) -> SuiteSpec:
+    """Statistics of this snapshot's summaries against the previous snapshot's (warns:
+    a refresh that moves them a lot is worth a look, not a stop)."""
+    E = gx.expectations
+    return SuiteSpec(
+        name="user_summaries_drift",
+        critical=False,
+        expectations=[
+            E.ExpectColumnValuesToBeBetween(
+                column="relative_change", min_value=-max_relative_change,
+                max_value=max_relative_change,
+                description="each summary statistic moved by at most this share since "
+                "the previous snapshot",
+            ),
+        ],
+    )  # fmt: skip
+
+
+def summary_statistics(frame: pd.DataFrame) -> dict[str, float]:
+    """Per-snapshot statistics of ``summaries_frame`` output, compared for drift."""
+    norms = frame["summary_token_norm"].astype(float)
+    return {
+        "token_norm_mean": float(norms.mean()),
+        "token_norm_p50": float(norms.quantile(0.5)),
+        "token_norm_p99": float(norms.quantile(0.99)),
+        "history_length_mean": float(frame["history_length"].mean()),
+    }
+
+
+def drift_frame(current: dict[str, float], previous: dict[str, float]) -> pd.DataFrame:
+    rows = []
+    for stat, value in current.items():
+        before = previous.get(stat)
+        change = np.nan if before is None else (value - before) / max(abs(before), 1e-9)
+        rows.append({"statistic": stat, "current": value, "previous": before,
+                     "relative_change": change})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def summaries_suite(n_tokens: int, token_dim: int, codec: str | None = None) -> SuiteSpec:
     E = gx.expectations
     width = n_tokens * token_dim

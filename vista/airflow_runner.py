@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from vista.config import PROJECT_ROOT, VistaConfig
+from vista.orchestration import CHAIN, DAG_PARAMS
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
-MAIN_DAG = "vista_pipeline"
 
 
 def airflow_environment(cfg: VistaConfig) -> dict[str, str]:
@@ -28,6 +28,7 @@ def airflow_environment(cfg: VistaConfig) -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "VISTA_PROFILE": cfg.profile,
+        "VISTA_INGEST_SCHEDULE": os.environ.get("VISTA_INGEST_SCHEDULE", "none"),
         # the state and lake folders travel to the tasks with the profile
         "VISTA__PATHS__STATE": str(cfg.paths.state),
         "VISTA__PATHS__LAKE": str(cfg.paths.lake),
@@ -66,12 +67,13 @@ def ensure_airflow_db(cfg: VistaConfig) -> None:
 
 
 def dag_test(
-    cfg: VistaConfig, as_of: str, log: Path, conf: dict | None = None, dag_id: str = MAIN_DAG
+    cfg: VistaConfig, as_of: str, log: Path, conf: dict | None = None, dag_id: str = CHAIN[0]
 ) -> int:
-    """`airflow dags test <dag_id> <as_of> --conf <params>`; returns its exit code,
-    output in ``log``."""
+    """`airflow dags test <dag_id> <as_of> --conf <params>` with the params that DAG
+    takes; returns its exit code, output in ``log``."""
     ensure_airflow_db(cfg)
     args = ["dags", "test", dag_id, as_of]
+    conf = {k: v for k, v in (conf or {}).items() if k in DAG_PARAMS[dag_id]}
     if conf:
         args += ["--conf", json.dumps(conf)]
     result = _airflow(cfg, args, log)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -107,8 +109,10 @@ def summarize(profile: Profile = None, as_of: AsOf = None, full: Full = False) -
 
 @app.command()
 def validate(profile: Profile = None, as_of: AsOf = None) -> None:
-    """Run the Great Expectations suites on events and summaries; build Data Docs."""
+    """Run the Great Expectations suites on events, histories and summaries; build Data
+    Docs."""
     _step("validate_events", profile, as_of)
+    _step("validate_histories", profile, as_of)
     _step("validate_summaries", profile, as_of)
 
 
@@ -137,22 +141,13 @@ def run(
 
     cfg = _config(profile)
     date = _as_of(cfg, as_of)
-    steps = {"data": pipeline.generate_data(cfg)}
-    for key, name in [
-        ("events_quality", "validate_events"),
-        ("histories", "build_histories"),
-        ("raw_features", "build_raw_features"),
-        ("summarizer", "train_summarizer"),
-        ("summaries", "summarize"),
-        ("summaries_quality", "validate_summaries"),
-        ("features", "publish_features"),
-        ("ranker", "train_and_evaluate_ranker"),
-        *([("evaluation", "evaluate_and_report")] if evaluate else []),
-    ]:
+    for name in pipeline.STEP_KEYS:
+        if name == "evaluate_and_report" and not evaluate:
+            continue
         typer.echo(f"-- {name}", err=True)
-        steps[key] = getattr(pipeline, name)(cfg, date)
-    path = pipeline.write_summary(cfg, date, steps)
-    typer.echo(pipeline.format_summary(json.loads(path.read_text())))
+        pipeline.record_step(cfg, date, name, getattr(pipeline, name)(cfg, date))
+    path = pipeline.write_summary(cfg, date)["path"]
+    typer.echo(pipeline.format_summary(json.loads(Path(path).read_text())))
 
 
 @app.command("report")
@@ -208,6 +203,20 @@ def online(
         )
 
 
+def _run_chain(cfg, date: str, params: dict) -> None:
+    from vista import airflow_runner
+
+    log_dir = cfg.paths.state / "logs" / f"dags_test_{date}"
+    for dag_id in airflow_runner.CHAIN:
+        log = log_dir / f"{dag_id}.log"
+        typer.echo(f"running DAG {dag_id} for as_of {date} (log: {log}) ...", err=True)
+        if airflow_runner.dag_test(cfg, date, log, params, dag_id=dag_id) != 0:
+            lines = log.read_text().splitlines() if log.exists() else []
+            typer.echo("\n".join(lines[-60:]), err=True)
+            typer.echo(f"error: DAG {dag_id} failed for as_of {date}; full log: {log}", err=True)
+            raise typer.Exit(1)
+
+
 @app.command("dag-test")
 def dag_test(
     profile: Profile = None,
@@ -215,26 +224,42 @@ def dag_test(
     full_rebuild: Annotated[bool, typer.Option(help="DAG param full_rebuild")] = False,
     retrain_summarizer: Annotated[bool, typer.Option(help="DAG param retrain_summarizer")] = False,
     evaluate: Annotated[bool, typer.Option(help="DAG param evaluate (baselines + report)")] = False,
+    regenerate: Annotated[bool, typer.Option(help="DAG param regenerate")] = False,
 ) -> None:
-    """Run the vista_pipeline DAG end to end with `airflow dags test` (in-process)."""
-    from vista import airflow_runner, pipeline
+    """Run the DAG chain (ingest -> histories -> summaries -> features -> ranker) for one
+    date with `airflow dags test`, in order, as asset-triggered runs would."""
+    from vista import pipeline
 
     cfg = _config(profile)
     date = _as_of(cfg, as_of).date().isoformat()
-    log = cfg.paths.state / "logs" / f"dags_test_{date}.log"
-    typer.echo(f"running DAG vista_pipeline for as_of {date} (log: {log}) ...", err=True)
     params = {"full_rebuild": full_rebuild, "retrain_summarizer": retrain_summarizer,
-              "evaluate": evaluate}  # fmt: skip
-    code = airflow_runner.dag_test(cfg, date, log, {k: v for k, v in params.items() if v})
-    lines = log.read_text().splitlines() if log.exists() else []
-    failed = code != 0 or any("state=failed" in line for line in lines)
-    if failed:
-        typer.echo("\n".join(lines[-60:]), err=True)
-        typer.echo(f"error: the DAG run failed; full log: {log}", err=True)
-        raise typer.Exit(1)
+              "evaluate": evaluate, "regenerate": regenerate}  # fmt: skip
+    _run_chain(cfg, date, {k: v for k, v in params.items() if v})
     summary = pipeline.report_dir(cfg, pipeline.as_of_datetime(date)) / "summary.json"
     typer.echo(pipeline.format_summary(json.loads(summary.read_text())))
     typer.echo(f"summary: {cfg.paths.reports / 'latest' / 'summary.json'}")
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="first snapshot date, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="last snapshot date, YYYY-MM-DD (inclusive)")],
+    profile: Profile = None,
+    full_rebuild: Annotated[bool, typer.Option(help="DAG param full_rebuild")] = False,
+) -> None:
+    """Run the DAG chain for every date from --start to --end, oldest first (each date's
+    histories build on the one before). With a scheduler running, `airflow backfill
+    create --dag-id vista_ingest` does the same through asset triggers."""
+    cfg = _config(profile)
+    first, last = _as_of(cfg, start).date(), _as_of(cfg, end).date()
+    if last < first:
+        typer.echo(f"error: --end {last} is before --start {first}", err=True)
+        raise typer.Exit(2)
+    day = first
+    while day <= last:
+        _run_chain(cfg, day.isoformat(), {"full_rebuild": True} if full_rebuild else {})
+        typer.echo(f"{day}: done")
+        day += dt.timedelta(days=1)
 
 
 @app.command("cutoff-date")

@@ -169,6 +169,10 @@ class FeaturesConfig(_Section):
     # how summary tokens are stored: int8 + per-token scale (4x smaller than float32),
     # bf16 (2x), or float32 (lossless); see vista/summary_codec.py
     summary_codec: Literal["int8", "bf16", "float32"] = "int8"
+    # the training-set suite fails below this share of impressions with a summary
+    min_summary_coverage: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # the drift check warns when a summary statistic moves more than this share
+    max_summary_drift: Annotated[float, Field(gt=0)] = 0.5
 
 
 class SourceConfig(_Section):

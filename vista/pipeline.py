@@ -77,6 +77,37 @@ def _spark(cfg: VistaConfig):
     return spark_session(cfg.spark)
 
 
+# ---------------------------------------------------------------- the run's steps
+# pipeline step -> its key in summary.json, in run order
+STEP_KEYS = {
+    "generate_data": "data",
+    "validate_events": "events_quality",
+    "build_histories": "histories",
+    "validate_histories": "histories_quality",
+    "build_raw_features": "raw_features",
+    "train_summarizer": "summarizer",
+    "summarize": "summaries",
+    "validate_summaries": "summaries_quality",
+    "publish_features": "features",
+    "train_and_evaluate_ranker": "ranker",
+    "evaluate_and_report": "evaluation",
+}
+
+
+def record_step(cfg: VistaConfig, as_of: dt.datetime, step: str, result: dict) -> Path:
+    """reports/<as_of>/steps/<key>.json: what each step of the date's run returned, so
+    the run summary can be written by whichever DAG finishes the chain."""
+    return _write_json(report_dir(cfg, as_of) / "steps" / f"{STEP_KEYS.get(step, step)}.json",
+                       result)  # fmt: skip
+
+
+def recorded_steps(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+    folder = report_dir(cfg, as_of) / "steps"
+    rank = {key: i for i, key in enumerate(STEP_KEYS.values())}
+    found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+
+
 # ---------------------------------------------------------------- 1. data
 def _data_is_current(cfg: VistaConfig, fingerprint: str) -> bool:
     events_path, impressions_path = cfg.paths.table(EVENTS), cfg.paths.table(IMPRESSIONS)
@@ -86,7 +117,7 @@ def _data_is_current(cfg: VistaConfig, fingerprint: str) -> bool:
 
 
 def generate_data(
-    cfg: VistaConfig, force: bool = False, as_of: dt.datetime | None = None
+    cfg: VistaConfig, as_of: dt.datetime | None = None, force: bool = False
 ) -> dict[str, Any]:
     """Write the ``events`` and ``impressions`` tables: synthetic (unless tables made
     from the same settings are already there), or ingested from the profile's source."""
@@ -231,6 +262,28 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- 2. histories
+INPUTS_KEY = "vista.inputs"
+
+
+def _inputs(**values: Any) -> str:
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def _built_from(path: Path, as_of: dt.datetime, inputs: str) -> dict | None:
+    """The commit that wrote ``as_of``'s partition, if it was made from these inputs:
+    a rerun with unchanged inputs then commits nothing (same content, same version)."""
+    commit = lake.partition_commit(path, "as_of_date", as_of.date().isoformat())
+    return commit if commit is not None and commit.get(INPUTS_KEY) == inputs else None
+
+
+def _partition_version(path: Path, as_of: dt.datetime | str | None) -> int | None:
+    if as_of is None:
+        return None
+    day = as_of if isinstance(as_of, str) else as_of.date().isoformat()
+    commit = lake.partition_commit(path, "as_of_date", day)
+    return None if commit is None else commit["version"]
+
+
 def previous_snapshot(path: Path, as_of: dt.datetime) -> str | None:
     """The latest as_of_date partition strictly before ``as_of``, if any."""
     if not lake.table_exists(path):
@@ -245,10 +298,18 @@ def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) ->
     snapshot when there is one (unless ``full``), from all events otherwise."""
     from spark_jobs.histories import PARTITION_COL, build_user_histories, update_user_histories
 
-    spark = _spark(cfg)
     path = cfg.paths.table(HISTORIES)
-    events = lake.spark_read(spark, cfg.paths.table(EVENTS))
     previous = None if full else previous_snapshot(path, as_of)
+    mode = "full" if previous is None else f"incremental from {previous}"
+    inputs = _inputs(events_version=lake.table_version(cfg.paths.table(EVENTS)), mode=mode,
+                     previous_version=_partition_version(path, previous),
+                     max_history=cfg.histories.max_history)  # fmt: skip
+    done = _built_from(path, as_of, inputs)
+    if done is not None:
+        return {"table_version": done["version"], "mode": mode, "unchanged": True,
+                **_partition_stats(path, as_of)}  # fmt: skip
+    spark = _spark(cfg)
+    events = lake.spark_read(spark, cfg.paths.table(EVENTS))
     started = time.perf_counter()
     if previous is None:
         histories = build_user_histories(events, as_of, cfg.histories.max_history)
@@ -259,18 +320,34 @@ def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) ->
         )
     version = lake.spark_replace_partition(
         histories, path, PARTITION_COL, as_of.date().isoformat(),
-        metadata={"vista.previous_snapshot": previous or ""},
+        metadata={"vista.previous_snapshot": previous or "", INPUTS_KEY: inputs},
     )  # fmt: skip
     seconds = time.perf_counter() - started
     stats = _partition_stats(path, as_of)
     updated = lake.read_arrow(path, filters=_partition_filter(as_of), columns=["updated"])
     return {
         "table_version": version,
-        "mode": "full" if previous is None else f"incremental from {previous}",
+        "mode": mode,
         "updated_users": int(updated.column("updated").to_numpy(zero_copy_only=False).sum()),
         "seconds": round(seconds, 2),
         **stats,
     }
+
+
+def validate_histories(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+    """The critical histories suite on per-user checks computed in Spark (the arrays of
+    a 1M-event user never reach pandas)."""
+    from spark_jobs.histories import PARTITION_COL, history_checks
+    from validation.checkpoints import run_suite
+    from validation.suites import histories_suite
+
+    spark = _spark(cfg)
+    snapshot = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
+        f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
+    )
+    checks = history_checks(snapshot, as_of).toPandas()
+    suite = histories_suite(cfg.histories.max_history)
+    return run_suite(suite, checks, report_dir(cfg, as_of)).to_dict()
 
 
 def _partition_filter(as_of: dt.datetime, column: str = "as_of_date") -> list[tuple[str, str, str]]:
@@ -301,20 +378,22 @@ def build_raw_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     (DIN, full attention) and per-category recent items (SIM), as Delta tables."""
     from spark_jobs import raw_features as raw
 
+    tail_length = max(cfg.ranker.full_attention_length, cfg.ranker.recent_items, 100)
+    tail_path, category_path = cfg.paths.table(raw.TAIL_TABLE), cfg.paths.table(raw.CATEGORY_TABLE)
+    inputs = _inputs(histories_version=_partition_version(cfg.paths.table(HISTORIES), as_of),
+                     tail_length=tail_length, per_category=100)  # fmt: skip
+    done = [_built_from(p, as_of, inputs) for p in (tail_path, category_path)]
     spark = _spark(cfg)
     histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
         f"{raw.PARTITION_COL} = '{as_of.date().isoformat()}'"
     )
     started = time.perf_counter()
-    tail_length = max(cfg.ranker.full_attention_length, cfg.ranker.recent_items, 100)
-    day = as_of.date().isoformat()
-    tails = lake.spark_replace_partition(
-        raw.history_tails(histories, as_of, tail_length), cfg.paths.table(raw.TAIL_TABLE),
-        raw.PARTITION_COL, day,
+    day, meta = as_of.date().isoformat(), {INPUTS_KEY: inputs}
+    tails = done[0]["version"] if done[0] else lake.spark_replace_partition(
+        raw.history_tails(histories, as_of, tail_length), tail_path, raw.PARTITION_COL, day, meta
     )  # fmt: skip
-    categories = lake.spark_replace_partition(
-        raw.category_histories(histories, as_of, 100), cfg.paths.table(raw.CATEGORY_TABLE),
-        raw.PARTITION_COL, day,
+    categories = done[1]["version"] if done[1] else lake.spark_replace_partition(
+        raw.category_histories(histories, as_of, 100), category_path, raw.PARTITION_COL, day, meta
     )  # fmt: skip
     pairs = lake.read_arrow(cfg.paths.table(raw.CATEGORY_TABLE), filters=_partition_filter(as_of),
                             columns=["user_id"]).num_rows  # fmt: skip
@@ -322,6 +401,7 @@ def build_raw_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
         "tail_table_version": tails,
         "category_table_version": categories,
         "tail_length": tail_length,
+        "unchanged": all(done),
         "user_category_pairs": pairs,
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -434,10 +514,6 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
 
     current = current_summarizer(cfg)
     load_checkpoint(Path(current["path"]), cfg.summarizer)  # fail early on a size mismatch
-    spark = _spark(cfg)
-    histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
-        f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
-    )
     path = summaries_path(cfg, current["version"])
     codec = cfg.features.summary_codec
     previous = None if full else previous_snapshot(path, as_of)
@@ -445,6 +521,18 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
     # over is only right if they were made from that same snapshot
     if previous is not None and previous != previous_snapshot(cfg.paths.table(HISTORIES), as_of):
         previous = None
+    inputs = _inputs(histories_version=_partition_version(cfg.paths.table(HISTORIES), as_of),
+                     summarizer_version=current["version"], codec=codec, carried_from=previous,
+                     previous_version=_partition_version(path, previous))  # fmt: skip
+    done = _built_from(path, as_of, inputs)
+    if done is not None:
+        return {"table_version": done["version"], "summarizer_version": current["version"],
+                "summary_codec": codec, "unchanged": True,
+                "stored_bytes": _partition_bytes(path, as_of), **_partition_stats(path, as_of)}  # fmt: skip
+    spark = _spark(cfg)
+    histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
+        f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
+    )
     started, run_started_at = time.perf_counter(), dt.datetime.now(dt.UTC)
     to_summarize, carried = histories, None
     if previous is not None:
@@ -461,7 +549,11 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
         path,
         PARTITION_COL,
         as_of.date().isoformat(),
-        metadata={"vista.summarizer_version": current["version"], "vista.summary_codec": codec},
+        metadata={
+            "vista.summarizer_version": current["version"],
+            "vista.summary_codec": codec,
+            INPUTS_KEY: inputs,
+        },
     )
     seconds = time.perf_counter() - started
     stats = _partition_stats(path, as_of)
@@ -502,12 +594,26 @@ def read_summaries(
 
 
 def validate_summaries(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+    """The critical summaries suite, then the drift of summary statistics against the
+    previous snapshot of the same summarizer version (warns)."""
+    from validation import suites
     from validation.checkpoints import run_suite
-    from validation.suites import summaries_frame, summaries_suite
 
-    frame = summaries_frame(read_summaries(cfg, as_of), cfg.summarizer.n_seeds)
-    suite = summaries_suite(cfg.summarizer.n_seeds, cfg.summarizer.dim, cfg.features.summary_codec)
-    return run_suite(suite, frame, report_dir(cfg, as_of)).to_dict()
+    k = cfg.summarizer.n_seeds
+    frame = suites.summaries_frame(read_summaries(cfg, as_of), k)
+    suite = suites.summaries_suite(k, cfg.summarizer.dim, cfg.features.summary_codec)
+    outcome = run_suite(suite, frame, report_dir(cfg, as_of)).to_dict()
+    current = suites.summary_statistics(frame)
+    previous_date = previous_snapshot(summaries_path(cfg), as_of)
+    drift: dict[str, Any] = {"statistics": current, "previous_snapshot": previous_date}
+    if previous_date is not None:
+        before = suites.summaries_frame(read_summaries(cfg, as_of_datetime(previous_date)), k)
+        table = suites.drift_frame(current, suites.summary_statistics(before))
+        checked = run_suite(suites.summary_drift_suite(cfg.features.max_summary_drift), table,
+                            report_dir(cfg, as_of))  # fmt: skip
+        drift.update(checked.to_dict(), changes=table.set_index("statistic")[
+            "relative_change"].round(4).to_dict())  # fmt: skip
+    return {**outcome, "drift": drift}
 
 
 # ---------------------------------------------------------------- 5. features
@@ -543,6 +649,26 @@ def training_set(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
     return frame.sort_values("impression_id").reset_index(drop=True)
 
 
+def validate_training_set(
+    cfg: VistaConfig, as_of: dt.datetime, train: pd.DataFrame, test: pd.DataFrame
+) -> dict[str, Any]:
+    """The critical training-set suite on the Feast frames, before any training."""
+    from validation.checkpoints import run_suite
+    from validation.suites import training_set_suite
+
+    frame = pd.concat([train.assign(split="train"), test.assign(split="eval")],
+                      ignore_index=True)  # fmt: skip
+    lengths = [np.nan if v is None else len(v) for v in frame["summary"]]
+    checked = frame.drop(columns=["summary"], errors="ignore").assign(
+        summary_length=pd.Series(lengths, index=frame.index, dtype="float64")
+    )
+    checked = checked[[c for c in checked.columns if checked[c].dtype != object
+                       or c in ("split",)]]  # fmt: skip
+    width = cfg.summarizer.n_seeds * cfg.summarizer.dim
+    suite = training_set_suite(width, cfg.features.min_summary_coverage)
+    return run_suite(suite, checked, report_dir(cfg, as_of)).to_dict()
+
+
 def train_and_evaluate_ranker(
     cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
 ) -> dict[str, Any]:
@@ -554,6 +680,7 @@ def train_and_evaluate_ranker(
 
     train_days, eval_days = impression_windows(cfg, as_of)
     train, test = training_set(cfg, train_days), training_set(cfg, eval_days)
+    quality = validate_training_set(cfg, as_of, train, test)
     started = time.perf_counter()
     # ranker_v1's feature service holds the summaries only, no raw items
     spec = dataclasses.replace(ranker_spec(cfg, "vista"), recent_items=0)
@@ -573,6 +700,7 @@ def train_and_evaluate_ranker(
     return {
         "train_days": train_days,
         "eval_days": eval_days,
+        "training_set_quality": quality,
         "train_rows": len(train),
         "eval_rows": len(test),
         "summary_coverage": coverage,
@@ -607,8 +735,12 @@ def evaluate_and_report(
 
 
 # ---------------------------------------------------------------- 7. report
-def write_summary(cfg: VistaConfig, as_of: dt.datetime, steps: dict[str, Any]) -> Path:
-    """reports/<as_of>/summary.json, copied to reports/latest/summary.json."""
+def write_summary(
+    cfg: VistaConfig, as_of: dt.datetime, steps: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """reports/<as_of>/summary.json (every step recorded for the date, plus ``steps``),
+    copied to reports/latest/summary.json."""
+    steps = {**recorded_steps(cfg, as_of), **(steps or {})}
     ranker = steps.get("ranker", {})
     metrics = ranker.get("metrics", {})
     payload = {
@@ -633,7 +765,7 @@ def write_summary(cfg: VistaConfig, as_of: dt.datetime, steps: dict[str, Any]) -
     latest = cfg.paths.reports / "latest"
     latest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, latest / "summary.json")
-    return path
+    return {"path": str(path)}
 
 
 def format_summary(payload: dict[str, Any]) -> str:

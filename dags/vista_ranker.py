@@ -1,0 +1,48 @@
+"""
+### vista_ranker
+
+The ranker on the Feast training set: the critical ``training_set`` suite (checked on
+the retrieved frames before any training), ranker_v1
+(the candidate attends to the cached summary tokens) trained and evaluated on the
+later window, optionally every raw-history baseline and the evaluation report
+(``evaluate``), and the run's ``summary.json``. Scheduled on ``vista_features``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import dag, task
+
+from vista import orchestration as orc
+
+
+@dag(
+    dag_id="vista_ranker",
+    schedule=[orc.asset("features")],
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    default_args=orc.DEFAULT_ARGS,
+    tags=["vista", "ranker", "evaluation"],
+    doc_md=__doc__,
+    params=orc.params("vista_ranker"),
+)
+def vista_ranker():
+    @task
+    def train_and_evaluate_ranker() -> dict:
+        return orc.run_step("train_and_evaluate_ranker", progress=False)
+
+    @task
+    def evaluate_and_report(_ranker: dict, params=None) -> dict:
+        if not params.get("evaluate"):
+            return {"skipped": True}
+        return orc.run_step("evaluate_and_report", progress=False)
+
+    @task
+    def write_report(_evaluation: dict) -> str:
+        return orc.run_step("write_summary")["path"]
+
+    write_report(evaluate_and_report(train_and_evaluate_ranker()))
+
+
+vista_ranker()
