@@ -204,7 +204,9 @@ def _read_table(path: Path, fmt: str) -> RawRows:
     if fmt == "delta":
         from deltalake import DeltaTable
 
-        table = DeltaTable(str(path)).to_pyarrow_table()
+        from spark_jobs.lake import arrow_of
+
+        table = arrow_of(DeltaTable(str(path)))
     else:
         import pyarrow.parquet as pq
 
