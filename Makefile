@@ -10,13 +10,14 @@ STAMP := $(VENV)/.installed
 RECBOLE_VERSION := 1.2.1
 ML100K := .state/data/ml-100k/ml-100k.inter
 PYTEST_ARGS ?=
+AIRFLOW_PORT ?= 8080
 
 export GX_ANALYTICS_ENABLED := false
 export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run run-movielens report report-movielens ablate test lint format data movielens dag-test clean clean-state lock
+.PHONY: help install run run-movielens report report-movielens ablate test lint format data movielens dag-test airflow-ui clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,6 +50,9 @@ data: install ## Generate the default synthetic data set (skipped when present)
 
 run: install ## Install, then run the main DAG end to end on the embedded default
 	$(BIN)/vista dag-test
+
+airflow-ui: install ## Airflow UI on http://localhost:$(AIRFLOW_PORT) (admin password: $$VISTA_AIRFLOW_ADMIN_PASSWORD or generated, printed)
+	$(BIN)/vista airflow-ui --port $(AIRFLOW_PORT)
 
 run-movielens: install ## The main DAG on MovieLens-100K (conf/movielens.yaml)
 	$(BIN)/vista dag-test --profile movielens

@@ -154,3 +154,26 @@ def test_failing_critical_suite_stops_the_dag_and_commits_nothing_downstream(tmp
     assert lake.table_version(events) == events_version
     assert not lake.table_exists(cfg.paths.table(pipeline.HISTORIES))
     assert pipeline.summarizer_versions(cfg) == []
+
+
+def test_ui_admin_password_comes_from_the_environment_or_is_generated_once(tmp_path):
+    cfg = tiny_config(tmp_path)
+    given, origin = airflow_runner.admin_password(cfg, {airflow_runner.PASSWORD_ENV: "from-env"})
+    assert (given, origin) == ("from-env", "$VISTA_AIRFLOW_ADMIN_PASSWORD")
+    stored = airflow_runner.passwords_file(cfg)
+    assert json.loads(stored.read_text()) == {"admin": "from-env"}
+    assert stored.stat().st_mode & 0o077 == 0  # readable by its owner only
+
+    other = tiny_config(tmp_path / "other")
+    first, origin = airflow_runner.admin_password(other, {})
+    assert origin.startswith("generated now")
+    assert len(first) >= 16
+    again, origin = airflow_runner.admin_password(other, {})
+    assert (again, origin.split(",")[0]) == (first, "generated earlier")
+    third = tiny_config(tmp_path / "third")
+    assert airflow_runner.admin_password(third, {})[0] != first  # random, never fixed
+
+    env = airflow_runner.standalone_environment(other, 8080)
+    assert env["AIRFLOW__API__PORT"] == "8080"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] == str(
+        airflow_runner.passwords_file(other))  # fmt: skip

@@ -78,3 +78,61 @@ def dag_test(
         args += ["--conf", json.dumps(conf)]
     result = _airflow(cfg, args, log)
     return result.returncode
+
+
+ADMIN_USER = "admin"
+PASSWORD_ENV = "VISTA_AIRFLOW_ADMIN_PASSWORD"
+
+
+def admin_password(cfg: VistaConfig, environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """(password, where it came from) for the UI's admin: $VISTA_AIRFLOW_ADMIN_PASSWORD,
+    else the one generated earlier for this state folder, else a new random one. It is
+    kept (mode 600) in the passwords file Airflow's simple auth manager reads."""
+    import secrets
+
+    environ = os.environ if environ is None else environ
+    path = passwords_file(cfg)
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    if environ.get(PASSWORD_ENV):
+        password, origin = environ[PASSWORD_ENV], f"${PASSWORD_ENV}"
+    elif stored.get(ADMIN_USER):
+        password, origin = stored[ADMIN_USER], f"generated earlier, kept in {path}"
+    else:
+        password, origin = secrets.token_urlsafe(12), f"generated now, kept in {path}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps({**stored, ADMIN_USER: password}) + "\n")
+    return password, origin
+
+
+def passwords_file(cfg: VistaConfig) -> Path:
+    return cfg.paths.state / "airflow" / "simple_auth_manager_passwords.json"
+
+
+def standalone_environment(cfg: VistaConfig, port: int, host: str = "127.0.0.1") -> dict[str, str]:
+    return {
+        **airflow_environment(cfg),
+        "AIRFLOW__API__HOST": host,
+        "AIRFLOW__API__PORT": str(port),
+        # unpaused, so that a triggered vista_ingest run sets off the asset chain
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(cfg)),
+    }
+
+
+def standalone(cfg: VistaConfig, port: int, host: str = "127.0.0.1") -> int:
+    """`airflow standalone` (scheduler, DAG processor, triggerer, API server and UI in
+    one process tree) on this profile's state, until interrupted."""
+    ensure_airflow_db(cfg)
+    password, origin = admin_password(cfg)
+    print(f"Airflow UI: http://localhost:{port}  user: {ADMIN_USER}  password: {password}  "
+          f"({origin})", flush=True)  # fmt: skip
+    bin_dir = str(Path(sys.executable).parent)
+    # standalone starts its components as `airflow ...` from PATH
+    path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    env = {**os.environ, **standalone_environment(cfg, port, host), "PATH": path}
+    command = [str(Path(bin_dir) / "airflow"), "standalone"]
+    return subprocess.run(command, env=env, check=False).returncode

@@ -262,6 +262,21 @@ def backfill(
         day += dt.timedelta(days=1)
 
 
+@app.command("airflow-ui")
+def airflow_ui(
+    profile: Profile = None,
+    port: Annotated[int, typer.Option(help="port of the Airflow UI and API")] = 8080,
+    host: Annotated[
+        str, typer.Option(help="address to listen on (0.0.0.0 to reach it from elsewhere)")
+    ] = "127.0.0.1",
+) -> None:
+    """Start `airflow standalone` for browsing and triggering the DAGs. The admin password
+    is $VISTA_AIRFLOW_ADMIN_PASSWORD, else generated once per state folder and printed."""
+    from vista import airflow_runner
+
+    raise typer.Exit(airflow_runner.standalone(_config(profile), port, host))
+
+
 @app.command("cutoff-date")
 def cutoff_date(profile: Profile = None) -> None:
     """Print the synthetic data's history cutoff (the default as_of)."""
