@@ -58,3 +58,25 @@ def category_histories(histories: DataFrame, as_of: dt.datetime, length: int) ->
         F.slice("events.item", 1, length).cast("array<long>").alias("category_item_ids"),
         F.current_timestamp().alias("created_timestamp"),
     )
+
+
+def raw_feature_checks(tails: DataFrame, categories: DataFrame, tail_length: int,
+                       per_category: int) -> DataFrame:  # fmt: skip
+    """One small row per stored row of both tables, for the raw-features suite."""
+    tail_rows = tails.select(
+        F.lit("user_history_tail").alias("table"),
+        F.col("user_id").cast("string").alias("row_key"),
+        F.size("tail_item_ids").alias("list_length"),
+        (
+            (F.size("tail_item_ids") <= tail_length)
+            & (F.size("tail_item_ids") == F.size("tail_categories"))
+            & (F.size("tail_item_ids") == F.least("raw_history_length", F.lit(tail_length)))
+        ).alias("within_limit"),
+    )
+    category_rows = categories.select(
+        F.lit("user_category_histories").alias("table"),
+        F.concat_ws(":", "user_id", "category").alias("row_key"),
+        F.size("category_item_ids").alias("list_length"),
+        (F.size("category_item_ids") <= per_category).alias("within_limit"),
+    )
+    return tail_rows.unionByName(category_rows)

@@ -64,3 +64,58 @@ def test_summary_suite_catches_nan_inf_and_wrong_shape(tmp_path):
     assert "2 of 4 rows" in text
     assert "'summary_length'" in text
     assert "1 of 4 rows" in text
+
+
+def test_histories_suite_catches_a_leak_past_as_of_computed_in_spark(tmp_path, spark):
+    from spark_jobs.histories import history_checks
+    from validation.suites import histories_suite
+
+    as_of = dt.datetime(2026, 7, 31, tzinfo=dt.UTC)
+    micros = int(as_of.timestamp() * 1e6)
+    rows = [
+        (1, 2, [10, 11], [1, 1], [micros - 2, micros - 1]),
+        (2, 2, [12, 13], [1, 1], [micros - 5, micros + 1]),  # an event after the cutoff
+        (3, 3, [14, 15], [1, 1], [micros - 3, micros - 4]),  # 3 claimed, 2 held, unsorted
+    ]
+    histories = spark.createDataFrame(
+        rows, "user_id long, history_length long, item_ids array<long>, "
+        "categories array<long>, event_timestamps array<long>",
+    )  # fmt: skip
+    checks = history_checks(histories, as_of).toPandas()
+    with pytest.raises(DataQualityError) as err:
+        run_suite(histories_suite(max_history=1000), checks, tmp_path)
+    message = str(err.value)
+    assert "column 'before_as_of'" in message
+    assert "column 'arrays_match_length'" in message
+    assert "column 'time_ordered'" in message
+    good = history_checks(histories.where("user_id = 1"), as_of).toPandas()
+    assert run_suite(histories_suite(max_history=1000), good, tmp_path).success
+
+
+def test_training_set_suite_names_labels_outside_0_1_and_low_summary_coverage(tmp_path):
+    from validation.suites import training_set_suite
+
+    frame = pd.DataFrame({
+        "impression_id": np.arange(10), "user_id": 1, "item_id": 2,
+        "event_timestamp": pd.Timestamp("2026-07-31", tz="UTC"), "label": [0, 1] * 5,
+        "split": "train", "summary_length": [8.0] * 10, "history_length": 5,
+    })  # fmt: skip
+    assert run_suite(training_set_suite(8, 0.5), frame, tmp_path).success
+    bad = frame.assign(label=[0, 1, 2, 1, 0, 1, 0, 1, 0, 1],
+                       summary_length=[8.0] * 3 + [np.nan] * 7)  # fmt: skip
+    with pytest.raises(DataQualityError) as err:
+        run_suite(training_set_suite(8, 0.5), bad, tmp_path)
+    assert "column 'label'" in str(err.value)
+    assert "column 'summary_length'" in str(err.value)
+
+
+def test_summary_drift_warns_but_does_not_stop(tmp_path):
+    from validation.suites import drift_frame, summary_drift_suite
+
+    steady = drift_frame({"token_norm_mean": 4.1}, {"token_norm_mean": 4.0})
+    assert run_suite(summary_drift_suite(0.5), steady, tmp_path).success
+    jumped = drift_frame({"token_norm_mean": 9.0}, {"token_norm_mean": 4.0})
+    outcome = run_suite(summary_drift_suite(0.5), jumped, tmp_path)  # no exception: warns
+    assert not outcome.success
+    assert not outcome.critical
+    assert "relative_change" in outcome.failures[0]

@@ -47,6 +47,41 @@ def events_suite(now: dt.datetime, event_types: list[str] | None = None) -> Suit
     )  # fmt: skip
 
 
+def impressions_suite() -> SuiteSpec:
+    E = gx.expectations
+    return SuiteSpec(
+        name="impressions",
+        critical=True,
+        expectations=[
+            E.ExpectTableRowCountToBeBetween(min_value=1),
+            *(E.ExpectColumnValuesToNotBeNull(column=c) for c in
+              ("impression_id", "user_id", "item_id", "event_timestamp", "label")),
+            E.ExpectColumnValuesToBeUnique(column="impression_id"),
+            E.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
+            E.ExpectColumnValuesToBeBetween(column="oracle_prob", min_value=0, max_value=1),
+        ],
+    )  # fmt: skip
+
+
+def raw_features_suite(tail_length: int, per_category: int) -> SuiteSpec:
+    """The baselines' raw-history tables of one snapshot: one row per user (tails) and
+    per (user, category), no list longer than configured (checks computed in Spark)."""
+    E = gx.expectations
+    return SuiteSpec(
+        name="raw_history_features",
+        critical=True,
+        expectations=[
+            E.ExpectTableRowCountToBeBetween(min_value=1),
+            E.ExpectColumnValuesToBeInSet(column="table", value_set=["user_history_tail",
+                                                                     "user_category_histories"]),
+            E.ExpectColumnValuesToBeUnique(column="row_key"),
+            E.ExpectColumnValuesToBeBetween(column="list_length", min_value=1,
+                                            max_value=max(tail_length, per_category)),
+            E.ExpectColumnValuesToBeInSet(column="within_limit", value_set=[True]),
+        ],
+    )  # fmt: skip
+
+
 def quarantine_suite(reasons: list[str]) -> SuiteSpec:
     """The rows this run quarantined: warns (never stops the run) and shows in the Data
     Docs how many rows were set aside and for which reasons."""

@@ -235,16 +235,21 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
 
 
 def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
-    """The events suite (critical) and, for an ingested source, the quarantine suite on
-    the rows this run set aside (warns)."""
+    """The events and impressions suites (critical) and, for an ingested source, the
+    quarantine suite on the rows this run set aside (warns)."""
     from datasets.ingest import REASONS, allowed_event_types
     from validation.checkpoints import run_suite
-    from validation.suites import events_frame, events_suite, quarantine_suite
+    from validation.suites import events_frame, events_suite, impressions_suite, quarantine_suite
 
     events = lake.read_arrow(cfg.paths.table(EVENTS)).to_pandas()
     allowed = allowed_event_types(cfg.source) if cfg.source is not None else None
     suite = events_suite(now=dt.datetime.now(dt.UTC), event_types=allowed)
     outcome = run_suite(suite, events_frame(events), report_dir(cfg, as_of)).to_dict()
+    impressions = cfg.paths.table(IMPRESSIONS)
+    if lake.table_exists(impressions):
+        frame = lake.read_arrow(impressions).to_pandas()
+        checked = run_suite(impressions_suite(), frame, report_dir(cfg, as_of))
+        outcome["impressions"] = checked.to_dict()
     quarantine = cfg.paths.table(QUARANTINE)
     if cfg.source is None or not lake.table_exists(quarantine):
         return outcome
@@ -397,14 +402,31 @@ def build_raw_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     )  # fmt: skip
     pairs = lake.read_arrow(cfg.paths.table(raw.CATEGORY_TABLE), filters=_partition_filter(as_of),
                             columns=["user_id"]).num_rows  # fmt: skip
+    quality = validate_raw_features(cfg, as_of, tail_length)
     return {
         "tail_table_version": tails,
         "category_table_version": categories,
         "tail_length": tail_length,
         "unchanged": all(done),
         "user_category_pairs": pairs,
+        "quality": quality,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def validate_raw_features(cfg: VistaConfig, as_of: dt.datetime, tail_length: int) -> dict:
+    """The critical raw-features suite on the date's two tables (checked in Spark)."""
+    from spark_jobs import raw_features as raw
+    from validation.checkpoints import run_suite
+    from validation.suites import raw_features_suite
+
+    spark, day = _spark(cfg), as_of.date().isoformat()
+    tails, categories = (
+        lake.spark_read(spark, cfg.paths.table(t)).where(f"{raw.PARTITION_COL} = '{day}'")
+        for t in (raw.TAIL_TABLE, raw.CATEGORY_TABLE)
+    )
+    checks = raw.raw_feature_checks(tails, categories, tail_length, 100).toPandas()
+    return run_suite(raw_features_suite(tail_length, 100), checks, report_dir(cfg, as_of)).to_dict()
 
 
 # ---------------------------------------------------------------- 3. summarizer
