@@ -1,5 +1,6 @@
 """The DAG: integrity, a light dags folder, and real `airflow dags test` runs."""
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -177,3 +178,37 @@ def test_ui_admin_password_comes_from_the_environment_or_is_generated_once(tmp_p
     assert env["AIRFLOW__API__PORT"] == "8080"
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] == str(
         airflow_runner.passwords_file(other))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_backfill_runs_the_chain_for_each_date_oldest_first(tmp_path):
+    cfg = tiny_config(tmp_path)
+    last = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    first = (last - dt.timedelta(days=1)).date().isoformat()
+    env = {**os.environ, **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
+                            for k in ("state", "lake", "reports")}}  # fmt: skip
+    vista = os.path.join(os.path.dirname(sys.executable), "vista")
+    result = subprocess.run(
+        [vista, "backfill", "--profile", "tiny", "--start", first, "--end", last.date().isoformat()],
+        env=env, capture_output=True, text=True, timeout=1500, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == [f"{first}: done", f"{last.date()}: done"]
+    partitions = {p["as_of_date"] for p in lake.open_table(
+        cfg.paths.table(pipeline.HISTORIES)).partitions()}  # fmt: skip
+    assert partitions == {first, last.date().isoformat()}
+    later = json.loads((cfg.paths.reports / last.date().isoformat() / "steps" /
+                        "histories.json").read_text())  # fmt: skip
+    assert later["mode"] == f"incremental from {first}"
+    for day in (first, last.date().isoformat()):
+        assert (cfg.paths.reports / day / "summary.json").exists()
+
+
+def test_backfill_rejects_an_end_before_its_start():
+    vista = os.path.join(os.path.dirname(sys.executable), "vista")
+    result = subprocess.run(
+        [vista, "backfill", "--profile", "tiny", "--start", "2026-07-31", "--end", "2026-07-30"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--end 2026-07-30 is before --start 2026-07-31" in result.stderr
