@@ -212,3 +212,32 @@ def test_backfill_rejects_an_end_before_its_start():
     )  # fmt: skip
     assert result.returncode == 2
     assert "--end 2026-07-30 is before --start 2026-07-31" in result.stderr
+
+
+@pytest.mark.slow
+def test_unreadable_source_file_fails_the_ingest_dag_with_its_name(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "good.jsonl").write_text('{"uid": 1, "iid": 2, "ts": 1767225600}\n')
+    (landing / "broken.parquet").write_bytes(b"PAR1 not really parquet")
+    cfg = tiny_config(tmp_path)
+    env = {
+        **os.environ,
+        **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
+           for k in ("state", "lake", "reports")},
+        "VISTA__SOURCE__EVENTS_PATH": str(landing),
+        "VISTA__SOURCE__FORMAT": "auto",
+        "VISTA__SOURCE__COLUMNS": "{user_id: uid, item_id: iid, timestamp: ts}",
+        "VISTA__SOURCE__CUTOFF_DATE": "2026-01-03",
+    }  # fmt: skip
+    vista = os.path.join(os.path.dirname(sys.executable), "vista")
+    result = subprocess.run(
+        [vista, "dag-test", "--profile", "tiny", "--as-of", "2026-01-03"],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "DAG vista_ingest failed" in result.stderr
+    assert f"cannot read {landing / 'broken.parquet'} as parquet" in result.stderr
+    assert "running DAG vista_histories" not in result.stderr
+    for table in (pipeline.EVENTS, pipeline.QUARANTINE):
+        assert not lake.table_exists(cfg.paths.table(table))
