@@ -205,3 +205,17 @@ def test_quarantine_counts_reach_the_data_quality_report(tmp_path):
     text = page.read_text()
     assert "unknown_event_type" in text
     assert "negative_timestamp" in text
+
+
+def test_file_names_with_quotes_are_quarantined_and_replaced_safely(tmp_path):
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    write_jsonl(folder / "o'brien.jsonl", [GOOD, {**GOOD, "uid": "x"}])
+    cfg = config(tmp_path, folder)
+    pipeline.ingest_source(cfg, AS_OF)
+    write_jsonl(folder / "d'arcy.jsonl", [{**GOOD, "iid": 12}, {**GOOD, "ts": -1}])
+    pipeline.ingest_source(cfg, AS_OF)  # replaces only the new file's quarantine rows
+    quarantine = table(cfg, "quarantine").sort_values("source_file")
+    assert quarantine.source_file.tolist() == [str(folder / "d'arcy.jsonl"),
+                                               str(folder / "o'brien.jsonl")]  # fmt: skip
+    assert quarantine.reason.tolist() == ["negative_timestamp", "unparsable"]

@@ -200,7 +200,7 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     duplicates += len(good) - len(unique)
     good = unique
     quarantined = pa.concat_tables(bads).cast(QUARANTINE_SCHEMA)
-    names = ", ".join(f"'{p}'" for p in pending)
+    names = ", ".join("'" + str(p).replace("'", "''") + "'" for p in pending)
     lake.write_arrow(quarantine_path, quarantined, ["ingest_date"],
                      replace_where=f"source_file IN ({names})" if lake.table_exists(
                          quarantine_path) else None)  # fmt: skip
