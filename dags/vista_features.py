@@ -9,22 +9,16 @@ to the end of the snapshot day, with a read-back check. Scheduled on
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import dag, task
 
 from vista import orchestration as orc
 
 
 @dag(
-    dag_id="vista_features",
     schedule=[orc.asset("summaries")],
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    default_args=orc.DEFAULT_ARGS,
     tags=["vista", "features", "feast"],
     doc_md=__doc__,
-    params=orc.params("vista_features"),
+    **orc.dag_settings("vista_features"),
 )
 def vista_features():
     @task(outlets=[orc.asset("features")])

@@ -9,22 +9,16 @@ on the ``vista_events`` asset; updates ``vista_histories``.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import dag, task
 
 from vista import orchestration as orc
 
 
 @dag(
-    dag_id="vista_histories",
     schedule=[orc.asset("events")],
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    default_args=orc.DEFAULT_ARGS,
     tags=["vista", "histories", "spark"],
     doc_md=__doc__,
-    params=orc.params("vista_histories"),
+    **orc.dag_settings("vista_histories"),
 )
 def vista_histories():
     @task

@@ -14,22 +14,16 @@ Backfill: ``vista backfill --start ... --end ...`` on one machine, or
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import dag, task
 
 from vista import orchestration as orc
 
 
 @dag(
-    dag_id="vista_ingest",
     schedule=orc.ingest_schedule(),
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    default_args=orc.DEFAULT_ARGS,
     tags=["vista", "ingest", "data-quality"],
     doc_md=__doc__,
-    params=orc.params("vista_ingest"),
+    **orc.dag_settings("vista_ingest"),
 )
 def vista_ingest():
     @task

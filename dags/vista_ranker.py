@@ -10,22 +10,16 @@ later window, optionally every raw-history baseline and the evaluation report
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import dag, task
 
 from vista import orchestration as orc
 
 
 @dag(
-    dag_id="vista_ranker",
     schedule=[orc.asset("features")],
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    default_args=orc.DEFAULT_ARGS,
     tags=["vista", "ranker", "evaluation"],
     doc_md=__doc__,
-    params=orc.params("vista_ranker"),
+    **orc.dag_settings("vista_ranker"),
 )
 def vista_ranker():
     @task

@@ -10,22 +10,16 @@ asset is updated. Scheduled on ``vista_histories``.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import dag, task
 
 from vista import orchestration as orc
 
 
 @dag(
-    dag_id="vista_summaries",
     schedule=[orc.asset("histories")],
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    default_args=orc.DEFAULT_ARGS,
     tags=["vista", "summaries", "pytorch", "spark"],
     doc_md=__doc__,
-    params=orc.params("vista_summaries"),
+    **orc.dag_settings("vista_summaries"),
 )
 def vista_summaries():
     @task

@@ -87,6 +87,17 @@ def params(dag_id: str) -> dict:
     return out
 
 
+def dag_settings(dag_id: str) -> dict:
+    """What every DAG of the chain shares: id, start, no catchup, retries, its params."""
+    return {
+        "dag_id": dag_id,
+        "start_date": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "catchup": False,
+        "default_args": DEFAULT_ARGS,
+        "params": params(dag_id),
+    }
+
+
 def ingest_schedule() -> str | None:
     """The ingest DAG's schedule: $VISTA_INGEST_SCHEDULE (a cron or preset; 'none' for
     manual runs only, the default for the fixed-in-time synthetic profiles)."""
