@@ -12,20 +12,47 @@ JVM Spark cannot load the Delta jars offline, so Spark never talks Delta itself:
 from __future__ import annotations
 
 import json
+import random
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 
 class TableNotFoundError(FileNotFoundError):
     """A Delta table that a step needs has not been written yet."""
+
+
+T = TypeVar("T")
+COMMIT_ATTEMPTS = 8
+
+
+def with_commit_retries(commit: Callable[[], T], attempts: int = COMMIT_ATTEMPTS) -> T:
+    """Run ``commit`` again when another writer committed first.
+
+    Two runs (two dates, or a backfill beside the schedule) may write one table at the
+    same time. delta-rs refuses a merge or a replace whose snapshot went stale ("a
+    concurrent transaction added new data") and the second of two table creations;
+    each such ``commit`` re-reads the table, so rerunning it is correct. Randomised
+    exponential backoff keeps the writers from colliding again in lock step."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return commit()
+        except CommitFailedError:
+            if attempt == attempts:
+                raise
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+    raise AssertionError("unreachable")
 
 
 def table_exists(path: Path) -> bool:
@@ -69,13 +96,15 @@ def write_arrow(
 ) -> int:
     """Write an Arrow table as one Delta commit; ``replace_where`` replaces matching rows."""
     path.mkdir(parents=True, exist_ok=True)
-    write_deltalake(
-        str(path),
-        data,
-        partition_by=partition_by,
-        mode="overwrite" if replace_where else mode,
-        predicate=replace_where,
-        commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None,
+    with_commit_retries(
+        lambda: write_deltalake(
+            str(path),
+            data,
+            partition_by=partition_by,
+            mode="overwrite" if replace_where else mode,
+            predicate=replace_where,
+            commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None,
+        )
     )
     return DeltaTable(str(path)).version()
 
@@ -88,21 +117,26 @@ def merge_new_rows(
     commit: CommitProperties | None = None,
 ) -> int:
     """Insert the rows of ``data`` whose ``key`` is not in the table yet, as one commit
-    (creating the table if needed); returns how many were inserted. Reruns add nothing."""
+    (creating the table if needed); returns how many were inserted. Reruns add nothing,
+    and concurrent writers neither lose nor duplicate a row."""
     if not table_exists(path):
+        # an empty first commit, so that a writer racing this one merges instead of
+        # appending the same rows twice
         path.mkdir(parents=True, exist_ok=True)
-        write_deltalake(str(path), data, partition_by=partition_by, mode="append",
-                        commit_properties=commit)  # fmt: skip
-        return data.num_rows
+        empty = data.schema.empty_table()
+        with_commit_retries(
+            lambda: write_deltalake(str(path), empty, partition_by=partition_by, mode="ignore")
+        )
     # the partition columns first, so delta-rs prunes the files it reads
     on = " AND ".join(f"t.{c} = s.{c}" for c in [*partition_by, *key])
-    metrics = (
-        DeltaTable(str(path))
-        .merge(data, predicate=on, source_alias="s", target_alias="t", commit_properties=commit)
-        .when_not_matched_insert_all()
-        .execute()
-    )
-    return int(metrics.get("num_target_rows_inserted", 0))
+
+    def merge() -> dict:
+        merger = DeltaTable(str(path)).merge(
+            data, predicate=on, source_alias="s", target_alias="t", commit_properties=commit
+        )
+        return merger.when_not_matched_insert_all().execute()
+
+    return int(with_commit_retries(merge).get("num_target_rows_inserted", 0))
 
 
 def spark_read(spark, path: Path, version: int | None = None):
@@ -172,12 +206,14 @@ def spark_replace_partition(
     ).remove_metadata()
     schema = DeltaSchema.from_arrow(data_schema.append(pa.field(partition_col, pa.string())))
     props = CommitProperties(custom_metadata=metadata)
-    if not table_exists(path):
-        create_table_with_add_actions(
-            str(path), schema, actions, mode="append", partition_by=[partition_col],
-            commit_properties=props,
-        )  # fmt: skip
-    else:
+
+    def replace() -> None:
+        if not table_exists(path):  # a writer that loses this race retries as a replace
+            create_table_with_add_actions(
+                str(path), schema, actions, mode="append", partition_by=[partition_col],
+                commit_properties=props,
+            )  # fmt: skip
+            return
         DeltaTable(str(path)).create_write_transaction(
             actions,
             mode="overwrite",
@@ -186,6 +222,8 @@ def spark_replace_partition(
             partition_filters=[(partition_col, "=", partition_value)],
             commit_properties=props,
         )
+
+    with_commit_retries(replace)
     return DeltaTable(str(path)).version()
 
 
