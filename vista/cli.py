@@ -277,6 +277,29 @@ def airflow_ui(
     raise typer.Exit(airflow_runner.standalone(_config(profile), port, host))
 
 
+@app.command()
+def serve(
+    profile: Profile = None,
+    port: Annotated[int, typer.Option(help="port of the scoring service")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="address to listen on (0.0.0.0 to reach it from elsewhere)")
+    ] = "127.0.0.1",
+) -> None:
+    """Online scoring: POST /score {user_id, candidates: [{item_id, category}]} scores the
+    candidates with the current ranker from the user's summary in the online store;
+    GET /health; OpenAPI docs at /docs."""
+    import uvicorn
+
+    from vista.serving import create_app, load_service
+
+    try:
+        service = load_service(_config(profile))
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+
+
 @app.command("cutoff-date")
 def cutoff_date(profile: Profile = None) -> None:
     """Print the synthetic data's history cutoff (the default as_of)."""

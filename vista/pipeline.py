@@ -63,6 +63,21 @@ def checkpoint_dir(cfg: VistaConfig) -> Path:
     return cfg.paths.state / "models" / "summarizer"
 
 
+def ranker_dir(cfg: VistaConfig) -> Path:
+    return cfg.paths.state / "models" / "ranker"
+
+
+def current_ranker(cfg: VistaConfig) -> dict[str, Any]:
+    """The pointer to the ranker that serving loads: its file and the summarizer
+    version it was trained on."""
+    pointer = ranker_dir(cfg) / "current.json"
+    if not pointer.exists():
+        raise FileNotFoundError(
+            f"no trained ranker at {pointer}: run the vista_ranker DAG (or `vista run`) first"
+        )
+    return json.loads(pointer.read_text())
+
+
 def _write_json(path: Path, payload: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -719,7 +734,9 @@ def train_and_evaluate_ranker(
     oracle = test["oracle_prob"].to_numpy(dtype=float)
     if np.isfinite(oracle).all():  # synthetic data knows the true click probability
         metrics["oracle"] = ranking_metrics(labels, oracle, users)
+    artifact = save_ranker_artifact(cfg, as_of, model, metrics["ranker_v1"])
     return {
+        "artifact": artifact,
         "train_days": train_days,
         "eval_days": eval_days,
         "training_set_quality": quality,
@@ -730,6 +747,30 @@ def train_and_evaluate_ranker(
         "train_seconds": round(train_seconds, 2),
         "metrics": metrics,
     }
+
+
+def save_ranker_artifact(
+    cfg: VistaConfig, as_of: dt.datetime, model, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """Save ranker_v1 with the summarizer version it read, and point serving at it.
+
+    The version travels with the weights so that serving can refuse summaries of
+    another summarizer (their tokens mean something else to this ranker)."""
+    from models.ranker import save_ranker
+
+    version = current_summarizer(cfg)["version"]
+    path = ranker_dir(cfg) / f"ranker_v1-{version}-{as_of.date().isoformat()}.pt"
+    pointer = {
+        "name": "ranker_v1",
+        "path": str(path),
+        "summarizer_version": version,
+        "as_of": as_of.date().isoformat(),
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "metrics": metrics,
+    }
+    save_ranker(model, cfg.ranker, path, pointer)
+    _write_json(ranker_dir(cfg) / "current.json", pointer)
+    return pointer
 
 
 def evaluate_and_report(
