@@ -17,7 +17,7 @@ export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run run-movielens report report-movielens ablate test lint format data movielens dag-test airflow-ui clean clean-state lock
+.PHONY: help install run run-movielens report report-movielens ablate test lint format data movielens dag-test airflow-ui spark-cluster spark-cluster-stop run-cluster redis postgres airflow-postgres airflow-postgres-stop clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,24 @@ $(ML100K):
 
 movielens: $(BIN)/python $(ML100K) ## Put MovieLens-100K under .state/data (from the recbole wheel)
 
+# Debian's redis-server: the Redis online store (conf/redis.yaml) and its tests, which start
+# their own server on a free loopback port; a no-op when one is already on PATH
+redis: ## Install redis-server when missing (apt-get; through sudo when not root)
+	@command -v redis-server >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
+	@redis-server --version
+
+# Debian's PostgreSQL server, whose binaries stay off PATH (/usr/lib/postgresql/<v>/bin):
+# Airflow's metadata in conf/airflow-postgres.yaml and its test; a no-op when present
+postgres: ## Install the PostgreSQL server when missing (apt-get; through sudo when not root)
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; }
+	@ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null || command -v initdb
+
 data: install ## Generate the default synthetic data set (skipped when present)
 	$(BIN)/vista generate
 
@@ -53,6 +71,22 @@ run: install ## Install, then run the main DAG end to end on the embedded defaul
 
 airflow-ui: install ## Airflow UI on http://localhost:$(AIRFLOW_PORT) (admin password: $$VISTA_AIRFLOW_ADMIN_PASSWORD or generated, printed)
 	$(BIN)/vista airflow-ui --port $(AIRFLOW_PORT)
+
+airflow-postgres: install postgres ## Airflow UI, LocalExecutor + PostgreSQL in .state/postgres (conf/airflow-postgres.yaml)
+	$(BIN)/vista postgres start
+	$(BIN)/vista airflow-ui --profile airflow-postgres --port $(AIRFLOW_PORT)
+
+airflow-postgres-stop: install ## Stop that PostgreSQL (its data stays in .state/postgres)
+	$(BIN)/vista postgres stop
+
+spark-cluster: install ## Start a Spark standalone cluster on loopback (master + 2 workers; UI :8180)
+	$(BIN)/vista spark-cluster start
+
+spark-cluster-stop: install ## Stop it
+	$(BIN)/vista spark-cluster stop
+
+run-cluster: spark-cluster ## The pipeline on that cluster (conf/cluster.yaml: only spark.master differs)
+	VISTA_PROFILE=cluster $(BIN)/vista run
 
 run-movielens: install ## The main DAG on MovieLens-100K (conf/movielens.yaml)
 	$(BIN)/vista dag-test --profile movielens

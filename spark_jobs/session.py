@@ -12,7 +12,10 @@ from vista.config import SparkConfig
 def spark_session(cfg: SparkConfig, app_name: str = "vista"):
     """Get or create the SparkSession that ``cfg`` describes.
 
-    Local mode is the embedded default; a cluster is only a different ``master``.
+    Local mode is the embedded default; a cluster is only a different ``master``. On a
+    cluster the executors' Python must import this project (here: the same venv, where
+    it is installed; elsewhere: an image or a wheel, see infra/spark/README.md), and
+    the lake and the models folder must be paths that every executor can read.
     """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # executors must run the same interpreter (and so the same torch) as the driver
@@ -24,6 +27,8 @@ def spark_session(cfg: SparkConfig, app_name: str = "vista"):
         SparkSession.builder.appName(app_name)
         .master(cfg.master)
         .config("spark.driver.memory", cfg.driver_memory)
+        .config("spark.executor.memory", cfg.executor_memory)
+        .config("spark.executor.cores", str(cfg.executor_cores))
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
@@ -37,6 +42,8 @@ def spark_session(cfg: SparkConfig, app_name: str = "vista"):
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         .config("spark.hadoop.parquet.enable.summary-metadata", "false")
     )
+    for key, value in cfg.conf.items():
+        builder = builder.config(key, value)
     # py4j logs every connection at INFO, late in interpreter shutdown too
     logging.getLogger("py4j").setLevel(logging.WARNING)
     spark = builder.getOrCreate()

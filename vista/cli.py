@@ -277,6 +277,33 @@ def airflow_ui(
     raise typer.Exit(airflow_runner.standalone(_config(profile), port, host))
 
 
+@app.command("postgres")
+def postgres(
+    action: Annotated[str, typer.Argument(help="start, stop or status")],
+    profile: Profile = "airflow-postgres",
+) -> None:
+    """A local PostgreSQL for Airflow's metadata (Debian's server binaries), at the
+    profile's airflow.sql_alchemy_conn, kept in <state>/postgres; loopback only."""
+    from vista import postgres_local
+
+    if action not in ("start", "stop", "status"):
+        typer.echo(f"error: action must be start, stop or status, got {action!r}", err=True)
+        raise typer.Exit(2)
+    cfg = _config(profile)
+    try:
+        server = postgres_local.Server.for_url(cfg.airflow.sql_alchemy_conn or "",
+                                               cfg.paths.state / "postgres")  # fmt: skip
+    except ValueError as exc:
+        typer.echo(f"error: profile {cfg.profile}: airflow.sql_alchemy_conn: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if action == "start":
+        postgres_local.start(server)
+    elif action == "stop":
+        postgres_local.stop(server)
+    _print({"url": cfg.to_dict()["airflow"]["sql_alchemy_conn"], "folder": str(server.folder),
+            "running": postgres_local.is_running(server)})  # fmt: skip
+
+
 @app.command()
 def serve(
     profile: Profile = None,
@@ -298,6 +325,47 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+
+
+@app.command("spark-cluster")
+def spark_cluster(
+    action: Annotated[str, typer.Argument(help="start, stop or status")],
+    profile: Annotated[
+        str, typer.Option("--profile", "-p", help="conf/<profile>.yaml: its spark.master")
+    ] = "cluster",
+    workers: Annotated[int, typer.Option(help="worker daemons")] = 2,
+    cores: Annotated[int, typer.Option(help="cores per worker")] = 1,
+    memory: Annotated[str, typer.Option(help="memory per worker")] = "2g",
+    webui_port: Annotated[int, typer.Option(help="the master's web UI (state: /json/)")] = 8180,
+) -> None:
+    """A Spark standalone cluster on this machine (a master and workers on loopback) at
+    the profile's spark.master; logs and executor output under <state>/spark-cluster."""
+    from spark_jobs import standalone
+
+    if action not in ("start", "stop", "status"):
+        typer.echo(f"error: action must be start, stop or status, got {action!r}", err=True)
+        raise typer.Exit(2)
+    cfg = _config(profile)
+    try:
+        cluster = standalone.Cluster.for_master(
+            cfg.spark.master, cfg.paths.state / "spark-cluster", webui_port=webui_port,
+            workers=workers, worker_cores=cores, worker_memory=memory,
+        )  # fmt: skip
+    except ValueError as exc:
+        typer.echo(f"error: profile {cfg.profile}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if action == "start":
+        try:
+            standalone.start(cluster)
+        except RuntimeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+    elif action == "stop":
+        standalone.stop(cluster)
+    state = standalone.master_state(cluster)
+    _print({"master": cluster.master_url, "web_ui": cluster.state_url.removesuffix("json/"),
+            "running": state is not None,
+            "alive_workers": None if state is None else state["aliveworkers"]})  # fmt: skip
 
 
 @app.command("cutoff-date")

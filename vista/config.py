@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -47,12 +55,20 @@ class PathsConfig(_Section):
 
 
 class SparkConfig(_Section):
+    # local[N] (embedded), spark://host:port (standalone: conf/cluster.yaml) or
+    # k8s://https://host:port (infra/spark); the jobs are the same for all three
     master: str = Field("local[2]", description="Spark master URL")
     shuffle_partitions: Annotated[int, Field(ge=1, le=100_000)] = 4
     driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
+    # per executor on a cluster; local mode has no executors and ignores both
+    executor_memory: str = Field("1g", pattern=r"^\d+[kmgt]$")
+    executor_cores: Annotated[int, Field(ge=1, le=256)] = 1
     arrow_batch_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 64
     # bounds a UDF batch when rows are 1M-event histories (~24 MB each)
     arrow_batch_bytes: Annotated[int, Field(ge=2**20, le=2**34)] = 256 * 2**20
+    # any other Spark property (e.g. spark.kubernetes.container.image), set last; keys are
+    # case-sensitive, so set them in a profile rather than through VISTA__ variables
+    conf: dict[str, str] = Field(default_factory=dict)
 
 
 class GeneratorConfig(_Section):
@@ -173,6 +189,45 @@ class FeaturesConfig(_Section):
     min_summary_coverage: Annotated[float, Field(ge=0, le=1)] = 0.5
     # the drift check warns when a summary statistic moves more than this share
     max_summary_drift: Annotated[float, Field(gt=0)] = 0.5
+    # where served features live: sqlite (a file under paths.state, no service to run) or
+    # redis (shared by every serving replica; conf/redis.yaml, infra/redis/README.md)
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    # Feast's form: host:port[,host:port...][,db=0][,ssl=true][,password=${VAR}]; Feast reads
+    # ${VAR} from the environment when it loads the store, so secrets stay out of conf/
+    redis_connection_string: str = Field(
+        "localhost:6379", pattern=r"^[^\s,=:]+:\d+(,[^\s,=:]+:\d+)*(,[^\s,=]+=[^\s,]+)*$"
+    )
+    # redis_cluster: every host:port in the connection string is a startup node
+    redis_type: Literal["redis", "redis_cluster"] = "redis"
+
+    @field_serializer("redis_connection_string")
+    def _without_redis_password(self, connection: str) -> str:
+        # a dumped config is printed and kept in reports; a literal password is not
+        # (a ${VAR} placeholder is kept: it names the variable, not the secret)
+        return re.sub(r"(password=)(?!\$\{)[^,]*", r"\1***", connection)
+
+
+class AirflowConfig(_Section):
+    """The Airflow that `vista dag-test` and `vista airflow-ui` start: where its metadata
+    lives and how many tasks run at once. On Kubernetes the Helm chart sets these
+    instead (infra/helm/airflow/values.yaml)."""
+
+    # the only executor the platform starts itself (Airflow 3 runs it on SQLite too);
+    # Celery or Kubernetes executors belong to the Helm chart, which sets its own
+    executor: Literal["LocalExecutor"] = "LocalExecutor"
+    # SQLAlchemy URL of the metadata database; null: SQLite at <paths.state>/airflow/airflow.db.
+    # Airflow refuses the old postgres:// scheme, so it is caught here. A real password
+    # comes from the environment (VISTA__AIRFLOW__SQL_ALCHEMY_CONN), never from conf/
+    sql_alchemy_conn: (
+        Annotated[str, Field(pattern=r"^(postgresql|mysql|sqlite)(\+\w+)?://\S*$")] | None
+    ) = None
+    # task slots across the installation: each Spark task wants a core, more only queue
+    parallelism: Annotated[int, Field(ge=1, le=1024)] = 2
+
+    @field_serializer("sql_alchemy_conn")
+    def _without_password(self, url: str | None) -> str | None:
+        # a dumped config is printed and kept in reports; the password is not
+        return url and re.sub(r"(://[^/@:]*:)[^/]*@", r"\1***@", url)
 
 
 class SourceConfig(_Section):
@@ -227,6 +282,7 @@ class VistaConfig(_Section):
     summarizer: SummarizerConfig = SummarizerConfig()
     ranker: RankerConfig = RankerConfig()
     features: FeaturesConfig = FeaturesConfig()
+    airflow: AirflowConfig = AirflowConfig()
     source: SourceConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
