@@ -11,14 +11,15 @@ events, weights random: only the cost matters), given the history already in mem
 plus the time to read that history from the Delta table, which a service scoring from
 raw history pays on top.
 
-Prints a table and writes bench/results/serving.json.
+Prints a table and writes bench/results/serving_<store>.json.
 
-    .venv/bin/python bench/serving_bench.py [--requests 200] [--work bench/.work/serving]
+    .venv/bin/python bench/serving_bench.py [--requests 200] [--online-store sqlite|redis]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -38,9 +39,12 @@ LIGHT = 1_000
 CANDIDATES = (100, 1_000)
 
 
-def bench_config(work: Path):
+def bench_config(work: Path, online_store: str = "sqlite", redis: str | None = None):
     from vista.config import load_config
 
+    features = {"online_store": online_store}
+    if redis is not None:
+        features["redis_connection_string"] = redis
     return load_config(
         "tiny",
         overrides={
@@ -58,6 +62,7 @@ def bench_config(work: Path):
             },
             "summarizer": {"n_seeds": 16, "dim": 32, "n_heads": 2, "chunk_size": 8192},
             "ranker": {"dim": 32},
+            "features": features,
         },
         environ={},
     )
@@ -230,21 +235,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="timed requests per cell")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".work" / "serving")
+    parser.add_argument(
+        "--online-store",
+        choices=("sqlite", "redis"),
+        default="sqlite",
+        help="redis: a redis-server of its own on loopback",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("FEAST_USAGE", "False")
 
-    cfg = bench_config(args.work.resolve())
-    print("building the world (skips what exists):", flush=True)
-    world = build_world(cfg)
-    users = pick_users(cfg, world["as_of"])
-    server, thread, url = start_server(cfg)
-    try:
-        rows = time_service(url, users, args.requests, args.seed)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    work = args.work.resolve()
+    with contextlib.ExitStack() as stack:
+        redis = None
+        if args.online_store == "redis":
+            from vista.redis_server import local_redis_server
+
+            redis = stack.enter_context(local_redis_server(work / "redis"))
+        cfg = bench_config(work, args.online_store, redis)
+        print("building the world (skips what exists):", flush=True)
+        world = build_world(cfg)
+        users = pick_users(cfg, world["as_of"])
+        server, thread, url = start_server(cfg)
+        try:
+            rows = time_service(url, users, args.requests, args.seed)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
     rows += time_full_attention(cfg, world["as_of"], users, args.requests, args.seed)
 
     header = (
@@ -260,7 +278,7 @@ def main() -> None:
             f"{r['mean_ms']:>9.2f} {'' if read is None else f'{read:.1f}':>16}"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "serving.json"
+    out = RESULTS / f"serving_{args.online_store}.json"
     out.write_text(
         json.dumps(
             {
@@ -272,7 +290,7 @@ def main() -> None:
                 "summary_tokens": [cfg.summarizer.n_seeds, cfg.summarizer.dim],
                 "ranker_dim": cfg.ranker.dim,
                 "requests_per_cell": args.requests,
-                "online_store": "sqlite",
+                "online_store": args.online_store,
                 "build_step_seconds": world["step_seconds"],
                 "rows": rows,
             },

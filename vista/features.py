@@ -2,7 +2,9 @@
 
 The repo in ``feature_repo/`` is plain Feast (``feast -c feature_repo apply`` works
 after ``eval "$(vista env)"``); this module points it at the configured state and
-lake folders and calls the same SDK.
+lake folders and calls the same SDK. Its ``feature_store.yaml`` is the embedded default;
+the file Feast actually loads is written to ``<state>/feast/feature_store.yaml`` with the
+profile's online store (SQLite or Redis), and ``FEAST_FS_YAML_FILE_PATH`` names it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from vista.config import PROJECT_ROOT, VistaConfig
 
@@ -23,19 +26,58 @@ EVALUATION_SERVICE = "ranker_evaluation"
 SUMMARY_VIEW = "user_summary"  # on-demand view: the stored codes decoded to float32
 ENCODED_VIEW = "user_summary_encoded"  # the cache's rows as stored
 REPO_MODULES = ("entities", "data_sources", "feature_views", "feature_services")
+FS_YAML_ENV = "FEAST_FS_YAML_FILE_PATH"  # where Feast's SDK and CLI look for the yaml
+
+
+def online_store_settings(cfg: VistaConfig) -> dict[str, str]:
+    """The ``online_store`` block of feature_store.yaml that this config selects."""
+    features = cfg.features
+    if features.online_store == "redis":
+        return {
+            "type": "redis",
+            "redis_type": features.redis_type,
+            "connection_string": features.redis_connection_string,
+        }
+    return {"type": "sqlite", "path": "${VISTA_FEAST_DIR}/online_store.db"}
+
+
+def feature_store_yaml(cfg: VistaConfig) -> str:
+    """feature_repo/feature_store.yaml with this config's online store.
+
+    ${VAR}s are left for Feast to expand when it loads the file, so a Redis password
+    given as ${VAR} is read from the environment and never written to disk."""
+    settings = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
+    settings["online_store"] = online_store_settings(cfg)
+    header = (
+        f"# Written by vista.features for profile {cfg.profile!r} from "
+        "feature_repo/feature_store.yaml and features.online_store; edits are overwritten.\n"
+    )
+    return header + yaml.safe_dump(settings, sort_keys=False)
+
+
+def write_feature_store_yaml(cfg: VistaConfig) -> Path:
+    path = cfg.paths.state / "feast" / "feature_store.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # replaced whole, so a concurrent task never loads a half-written file
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(feature_store_yaml(cfg))
+    partial.chmod(0o600)  # a literal Redis password may be in it
+    partial.replace(path)
+    return path
 
 
 def feast_environment(cfg: VistaConfig) -> dict[str, str]:
     """Environment variables that feature_store.yaml and the repo's sources read;
-    creates the registry folder they point at."""
+    writes the feature_store.yaml they select and creates the registry folder."""
     from vista.pipeline import current_summarizer
 
-    (cfg.paths.state / "feast").mkdir(parents=True, exist_ok=True)
+    fs_yaml = write_feature_store_yaml(cfg)
     try:
         version = current_summarizer(cfg)["version"]
     except FileNotFoundError:  # nothing trained yet: the repo still applies
         version = "none"
     return {
+        FS_YAML_ENV: str(fs_yaml),
         "VISTA_FEAST_DIR": str(cfg.paths.state / "feast"),
         "VISTA_LAKE_DIR": str(cfg.paths.lake),
         "VISTA_SUMMARY_TOKENS": str(cfg.summarizer.n_seeds),
@@ -58,11 +100,12 @@ def _use_bundled_duckdb_delta() -> None:
 
 
 def feature_store(cfg: VistaConfig):
-    os.environ.update(feast_environment(cfg))
+    env = feast_environment(cfg)
+    os.environ.update(env)
     from feast import FeatureStore
 
     _use_bundled_duckdb_delta()
-    return FeatureStore(repo_path=str(FEATURE_REPO))
+    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=Path(env[FS_YAML_ENV]))
 
 
 def repo_objects(cfg: VistaConfig) -> list:
