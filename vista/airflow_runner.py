@@ -2,7 +2,9 @@
 
 Airflow's home, database and logs live under the configured state folder; the
 variables below are the only way Airflow reads them, so every caller (the Makefile
-through `vista dag-test`, and the tests) builds its environment here.
+through `vista dag-test`, and the tests) builds its environment here. The metadata
+database is the profile's ``airflow.sql_alchemy_conn`` when set (PostgreSQL in
+conf/airflow-postgres.yaml), else a SQLite file in Airflow's home.
 """
 
 from __future__ import annotations
@@ -19,14 +21,20 @@ from vista.orchestration import CHAIN, DAG_PARAMS
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 
 
+def metadata_url(cfg: VistaConfig) -> str:
+    """The metadata database: the profile's URL, else SQLite beside Airflow's home."""
+    return cfg.airflow.sql_alchemy_conn or f"sqlite:///{cfg.paths.state / 'airflow' / 'airflow.db'}"
+
+
 def airflow_environment(cfg: VistaConfig) -> dict[str, str]:
     home = cfg.paths.state / "airflow"
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "2",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__EXECUTOR": cfg.airflow.executor,
+        "AIRFLOW__CORE__PARALLELISM": str(cfg.airflow.parallelism),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(cfg),
         "VISTA_PROFILE": cfg.profile,
         "VISTA_INGEST_SCHEDULE": os.environ.get("VISTA_INGEST_SCHEDULE", "none"),
         # the state and lake folders travel to the tasks with the profile
@@ -53,17 +61,29 @@ def _airflow(cfg: VistaConfig, args: list[str], log: Path | None) -> subprocess.
         return subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
 
 
+_MIGRATED_SERVERS: set[str] = set()
+
+
 def ensure_airflow_db(cfg: VistaConfig) -> None:
-    """`airflow db migrate` once per state folder (`dags test` needs the tables)."""
+    """`airflow db migrate` (`dags test` needs the tables): once per state folder on
+    SQLite, whose file sits beside the marker; once per process for a server database,
+    which may be new or recreated without this folder knowing (~7 s, a no-op if current)."""
     home = cfg.paths.state / "airflow"
     marker = home / ".migrated"
-    if marker.exists():
+    url = metadata_url(cfg)
+    on_sqlite = url.startswith("sqlite")
+    migrated = marker.exists() if on_sqlite else url in _MIGRATED_SERVERS
+    if migrated:
         return
     home.mkdir(parents=True, exist_ok=True)
     result = _airflow(cfg, ["db", "migrate"], home / "db_migrate.log")
     if result.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed; see {home / 'db_migrate.log'}")
-    marker.touch()
+        hint = "" if on_sqlite else " (is it up? `vista postgres start` starts a local one)"
+        raise RuntimeError(f"airflow db migrate failed; see {home / 'db_migrate.log'}{hint}")
+    if on_sqlite:
+        marker.touch()
+    else:
+        _MIGRATED_SERVERS.add(url)
 
 
 def dag_test(
