@@ -43,7 +43,10 @@ CATEGORY_ITEMS = "category_item_ids"
 BASE_COLUMNS = ("user_id", "item_id", "category", "label", "event_timestamp")
 VARIANTS = ("vista", "din_last100", "sim_category", "full_attention")
 DIN_LENGTH = SIM_LENGTH = 100
-SCORING_CHUNK = 64  # candidates per pass when scoring against one very long history
+SCORING_CHUNK = 64  # fewest candidates per pass when scoring against one very long history
+# candidate x key pairs per pass: bounds the attention matrix (C x L floats) in memory,
+# so K summary tokens score thousands of candidates in one pass
+SCORING_PAIRS = 2**17
 
 
 class TrainingSetError(ValueError):
@@ -439,9 +442,10 @@ def score_one_user(
         keys, key_mask = model.user_keys(rows, seq_items, seq_cats, mask)
         return model.score_candidates(cand[:, None, :], keys, key_mask)[:, 0]
     keys, key_mask = model.user_keys(summaries, seq_items, seq_cats, mask)
+    chunk = max(SCORING_CHUNK, SCORING_PAIRS // max(keys.shape[1], 1))
     out = [
-        model.score_candidates(cand[None, i : i + SCORING_CHUNK], keys, key_mask)[0]
-        for i in range(0, len(items), SCORING_CHUNK)
+        model.score_candidates(cand[None, i : i + chunk], keys, key_mask)[0]
+        for i in range(0, len(items), chunk)
     ]
     return torch.cat(out)
 

@@ -62,8 +62,8 @@ def test_a_known_user_is_scored_from_the_online_summary_as_offline(served):
     body = response.json()
     assert body["summary_status"] == "fresh"
     assert body["history_length"] == int(summaries.loc[user, "history_length"])
-    assert [s["item_id"] for s in body["scores"]] == [c["item_id"] for c in cands]
-    got = np.array([s["score"] for s in body["scores"]])
+    assert body["item_ids"] == [c["item_id"] for c in cands]
+    got = np.array(body["scores"])
     want = offline_scores(service.scorer.model, summaries.loc[user, "summary"], cands)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     # the summary matters: the same candidates score differently without it
@@ -79,7 +79,7 @@ def test_an_unknown_user_gets_the_cold_start_answer(served):
     body = response.json()
     assert body["summary_status"] == "cold_start"
     assert body["history_length"] is None
-    got = np.array([s["score"] for s in body["scores"]])
+    got = np.array(body["scores"])
     np.testing.assert_allclose(got, offline_scores(service.scorer.model, None, cands), rtol=1e-5)
     assert np.isfinite(got).all()
     assert ((got > 0) & (got < 1)).all()
@@ -155,7 +155,7 @@ def test_a_summary_of_another_summarizer_version_is_never_scored(served):
     body = client.post("/score", json={"user_id": user, "candidates": cands}).json()
     assert body["summary_status"] == "version_mismatch"
     assert body["summarizer_version"] == "other-model"
-    got = np.array([s["score"] for s in body["scores"]])
+    got = np.array(body["scores"])
     np.testing.assert_allclose(got, offline_scores(service.scorer.model, None, cands), rtol=1e-5)
     health = client.get("/health").json()
     assert health["answers_by_summary_status"] == {"version_mismatch": 1}

@@ -54,15 +54,12 @@ class ScoreRequest(BaseModel):
     ]
 
 
-class ScoredItem(BaseModel):
-    item_id: int
-    score: float
-
-
 class ScoreResponse(BaseModel):
     user_id: int
-    # in the order of the request's candidates
-    scores: list[ScoredItem]
+    # both in the order of the request's candidates: plain lists, as a thousand small
+    # objects would cost more to build and check than scoring them does
+    item_ids: list[int]
+    scores: list[float]
     summary_status: SummaryStatus
     history_length: int | None
     ranker: str
@@ -164,10 +161,8 @@ class ScoringService:
             self.counts[status] += 1
         return ScoreResponse(
             user_id=request.user_id,
-            scores=[
-                ScoredItem(item_id=int(i), score=float(p))
-                for i, p in zip(items, probs, strict=True)
-            ],
+            item_ids=items.tolist(),
+            scores=probs.astype(float).tolist(),
             summary_status=status,
             history_length=found.history_length if status == "fresh" else None,
             ranker=self.scorer.metadata["name"],
