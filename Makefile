@@ -11,13 +11,14 @@ RECBOLE_VERSION := 1.2.1
 ML100K := .state/data/ml-100k/ml-100k.inter
 PYTEST_ARGS ?=
 AIRFLOW_PORT ?= 8080
+SERVE_PORT ?= 8000
 
 export GX_ANALYTICS_ENABLED := false
 export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run run-movielens report report-movielens ablate test lint format data movielens dag-test airflow-ui spark-cluster spark-cluster-stop run-cluster redis postgres airflow-postgres airflow-postgres-stop clean clean-state lock
+.PHONY: help install run run-movielens report report-movielens ablate test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres airflow-postgres airflow-postgres-stop clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -88,6 +89,9 @@ spark-cluster-stop: install ## Stop it
 run-cluster: spark-cluster ## The pipeline on that cluster (conf/cluster.yaml: only spark.master differs)
 	VISTA_PROFILE=cluster $(BIN)/vista run
 
+serve: install ## Online scoring on http://localhost:$(SERVE_PORT) (POST /score; after make run)
+	$(BIN)/vista serve --port $(SERVE_PORT)
+
 run-movielens: install ## The main DAG on MovieLens-100K (conf/movielens.yaml)
 	$(BIN)/vista dag-test --profile movielens
 
@@ -108,7 +112,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install lint ## Install, lint, then the whole test suite
+test: install redis postgres lint ## Install (plus Debian's redis-server and PostgreSQL when missing), lint, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lock: $(STAMP) ## Rewrite requirements/constraints.txt from the venv

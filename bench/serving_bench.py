@@ -5,7 +5,8 @@ size, K=16 x D=32; users of about 1,000 events and one of exactly 1,000,000), ru
 pipeline on it (ingest -> histories -> summarizer -> summaries -> Feast -> ranker_v1),
 starts `vista.serving` under uvicorn on loopback and times real HTTP requests to
 POST /score for the user whose history is nearest 1,000 events and for the
-1,000,000-event user, with N = 100 and 1,000 candidates. Then, for the same users and
+1,000,000-event user, with N = 100 and 1,000 candidates, and the same requests in
+process (online-store read + scoring, no HTTP or JSON). Then, for the same users and
 candidates, full target attention over the raw history (softmax attention over all
 events, weights random: only the cost matters), given the history already in memory,
 plus the time to read that history from the Delta table, which a service scoring from
@@ -116,15 +117,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(cfg):
+def start_server(service):
     import uvicorn
 
-    from vista.serving import create_app, load_service
+    from vista.serving import create_app
 
     port = free_port()
-    config = uvicorn.Config(
-        create_app(load_service(cfg)), host="127.0.0.1", port=port, log_level="warning"
-    )
+    config = uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -138,8 +137,12 @@ def candidate_payload(n: int, rng) -> list[dict]:
     return [{"item_id": int(i), "category": int(c)} for i, c in zip(items, cats, strict=True)]
 
 
-def time_service(url: str, users: dict, requests: int, seed: int) -> list[dict]:
+def time_service(url: str, service, users: dict, requests: int, seed: int) -> list[dict]:
+    """Each (user, N) over HTTP, then the same request in process (online-store read and
+    scoring, no HTTP or JSON), which is what the model path itself costs."""
     import httpx
+
+    from vista.serving import ScoreRequest
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -158,15 +161,15 @@ def time_service(url: str, users: dict, requests: int, seed: int) -> list[dict]:
                 body = response.json()
                 if body["summary_status"] != "fresh" or body["history_length"] != length:
                     raise RuntimeError(f"user {user} was not scored from its summary: {body}")
-                rows.append(
-                    {
-                        "method": "vista service (HTTP)",
-                        "user": label,
-                        "history_length": length,
-                        "candidates": n,
-                        **percentiles(seconds),
-                    }
-                )
+                request = ScoreRequest.model_validate(payload)
+                in_process = []
+                for _ in range(requests):
+                    started = time.perf_counter()
+                    service.score(request)
+                    in_process.append(time.perf_counter() - started)
+                cell = {"user": label, "history_length": length, "candidates": n}
+                rows.append({"method": "vista service (HTTP)", **cell, **percentiles(seconds)})
+                rows.append({"method": "vista in process", **cell, **percentiles(in_process)})
     return rows
 
 
@@ -257,9 +260,12 @@ def main() -> None:
         print("building the world (skips what exists):", flush=True)
         world = build_world(cfg)
         users = pick_users(cfg, world["as_of"])
-        server, thread, url = start_server(cfg)
+        from vista.serving import load_service
+
+        service = load_service(cfg)
+        server, thread, url = start_server(service)
         try:
-            rows = time_service(url, users, args.requests, args.seed)
+            rows = time_service(url, service, users, args.requests, args.seed)
         finally:
             server.should_exit = True
             thread.join(timeout=10)
