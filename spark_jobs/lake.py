@@ -7,10 +7,14 @@ JVM Spark cannot load the Delta jars offline, so Spark never talks Delta itself:
   the files into the partition folder and commits them as one Delta transaction
   that replaces exactly that partition. A crash before the commit leaves the table
   at its last version; the stray files are invisible to readers (vacuum removes them).
+
+A table lives in a local folder (a Path) or in object storage (a ``TableLocation``: URI
+plus delta-rs storage options, see infra/s3/README.md); every function takes either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
@@ -26,11 +30,22 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError
+from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction, create_table_with_add_actions
+
+from vista.config import TableLocation
+
+Location = Path | TableLocation
+# Hadoop's connector for S3 is s3a; delta-rs names the same objects s3://
+SPARK_SCHEMES = {"s3": "s3a"}
 
 
 class TableNotFoundError(FileNotFoundError):
     """A Delta table that a step needs has not been written yet."""
+
+
+class ObjectStoreError(RuntimeError):
+    """Spark cannot reach the lake's object store (its Hadoop connector is missing)."""
 
 
 T = TypeVar("T")
@@ -55,17 +70,56 @@ def with_commit_retries(commit: Callable[[], T], attempts: int = COMMIT_ATTEMPTS
     raise AssertionError("unreachable")
 
 
-def table_exists(path: Path) -> bool:
-    return DeltaTable.is_deltatable(str(path))
+def is_local(location: Location) -> bool:
+    return not isinstance(location, TableLocation)
 
 
-def open_table(path: Path, version: int | None = None) -> DeltaTable:
+def table_uri(location: Location) -> str:
+    return str(location)
+
+
+def storage_options(location: Location) -> dict[str, str] | None:
+    return None if is_local(location) else dict(location.storage_options)
+
+
+def _make_room(location: Location) -> None:
+    # object stores have no folders to create
+    if is_local(location):
+        Path(location).mkdir(parents=True, exist_ok=True)
+
+
+def _table_fs(location: Location) -> pa_fs.FileSystem:
+    """The table's folder as an Arrow filesystem whose paths are relative to it."""
+    if is_local(location):
+        return pa_fs.SubTreeFileSystem(str(location), pa_fs.LocalFileSystem())
+    handler = DeltaStorageHandler(table_uri(location), storage_options(location))
+    return pa_fs.PyFileSystem(handler)
+
+
+def table_exists(path: Location) -> bool:
+    return DeltaTable.is_deltatable(table_uri(path), storage_options(path))
+
+
+def open_table(path: Location, version: int | None = None) -> DeltaTable:
     if not table_exists(path):
         raise TableNotFoundError(f"Delta table {path} does not exist (run the step that writes it)")
-    return DeltaTable(str(path), version=version)
+    return DeltaTable(table_uri(path), version=version, storage_options=storage_options(path))
 
 
-def read_arrow(path: Path, version: int | None = None, filters=None, columns=None) -> pa.Table:
+def delete_table(path: Location) -> None:
+    """Remove a table with its log and data files (nothing if it is not there)."""
+    if is_local(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    fs = _table_fs(path)
+    # the log first: stopped halfway, what is left is stray files, not a broken table
+    top = fs.get_file_info(pa_fs.FileSelector("", allow_not_found=True))
+    for entry in sorted(top, key=lambda e: e.base_name != "_delta_log"):
+        remove = fs.delete_dir if entry.type == pa_fs.FileType.Directory else fs.delete_file
+        remove(entry.path)
+
+
+def read_arrow(path: Location, version: int | None = None, filters=None, columns=None) -> pa.Table:
     return arrow_of(open_table(path, version), filters=filters, columns=columns)
 
 
@@ -73,7 +127,7 @@ def arrow_of(table: DeltaTable, filters=None, columns=None) -> pa.Table:
     """The table's rows. Local tables are scanned through Arrow's native filesystem: with
     delta-rs's Python filesystem handler, Arrow's I/O threads call into Python and the
     interpreter sometimes aborts at exit ("terminate called without an active
-    exception", about 1 run in 6)."""
+    exception", about 1 run in 6). Remote tables have only that handler."""
     uri = table.table_uri
     local = None
     if uri.startswith("file://") or "://" not in uri:
@@ -82,12 +136,12 @@ def arrow_of(table: DeltaTable, filters=None, columns=None) -> pa.Table:
     return table.to_pyarrow_table(filters=filters, columns=columns, filesystem=local)
 
 
-def table_version(path: Path) -> int | None:
+def table_version(path: Location) -> int | None:
     return open_table(path).version() if table_exists(path) else None
 
 
 def write_arrow(
-    path: Path,
+    path: Location,
     data: pa.Table,
     partition_by: list[str] | None = None,
     mode: str = "append",
@@ -95,22 +149,23 @@ def write_arrow(
     metadata: dict[str, str] | None = None,
 ) -> int:
     """Write an Arrow table as one Delta commit; ``replace_where`` replaces matching rows."""
-    path.mkdir(parents=True, exist_ok=True)
+    _make_room(path)
     with_commit_retries(
         lambda: write_deltalake(
-            str(path),
+            table_uri(path),
             data,
             partition_by=partition_by,
             mode="overwrite" if replace_where else mode,
             predicate=replace_where,
+            storage_options=storage_options(path),
             commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None,
         )
     )
-    return DeltaTable(str(path)).version()
+    return open_table(path).version()
 
 
 def merge_new_rows(
-    path: Path,
+    path: Location,
     data: pa.Table,
     key: list[str],
     partition_by: list[str],
@@ -122,16 +177,17 @@ def merge_new_rows(
     if not table_exists(path):
         # an empty first commit, so that a writer racing this one merges instead of
         # appending the same rows twice
-        path.mkdir(parents=True, exist_ok=True)
+        _make_room(path)
         empty = data.schema.empty_table()
         with_commit_retries(
-            lambda: write_deltalake(str(path), empty, partition_by=partition_by, mode="ignore")
-        )
+            lambda: write_deltalake(table_uri(path), empty, partition_by=partition_by,
+                                    mode="ignore", storage_options=storage_options(path))
+        )  # fmt: skip
     # the partition columns first, so delta-rs prunes the files it reads
     on = " AND ".join(f"t.{c} = s.{c}" for c in [*partition_by, *key])
 
     def merge() -> dict:
-        merger = DeltaTable(str(path)).merge(
+        merger = open_table(path).merge(
             data, predicate=on, source_alias="s", target_alias="t", commit_properties=commit
         )
         return merger.when_not_matched_insert_all().execute()
@@ -139,82 +195,144 @@ def merge_new_rows(
     return int(with_commit_retries(merge).get("num_target_rows_inserted", 0))
 
 
-def spark_read(spark, path: Path, version: int | None = None):
+def spark_uri(uri: str) -> str:
+    """The URI under which Spark (Hadoop) reads what delta-rs calls ``uri``."""
+    scheme, sep, rest = uri.partition("://")
+    return f"{SPARK_SCHEMES.get(scheme, scheme)}{sep}{rest}" if sep else uri
+
+
+def require_spark_connector(spark, location: Location) -> None:
+    """Fail before any work when Spark has no Hadoop filesystem for a remote lake.
+
+    hadoop-aws (and the AWS SDK bundle it was built with) is not in pyspark's jars, so
+    by default Spark cannot open s3a:// at all; the message says what to configure."""
+    jvm = getattr(spark, "_jvm", None)
+    if is_local(location) or jvm is None:  # Spark Connect: the server's classpath decides
+        return
+    scheme = spark_uri(table_uri(location)).partition("://")[0]
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+    try:
+        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, hadoop_conf)
+    except Exception as exc:
+        hadoop = jvm.org.apache.hadoop.util.VersionInfo.getVersion()
+        raise ObjectStoreError(
+            f"Spark has no Hadoop filesystem for {scheme}:// (the lake is {location}). For S3,"
+            f" put hadoop-aws-{hadoop}.jar and the AWS SDK bundle it was built with on Spark's"
+            " classpath (the image's $SPARK_HOME/jars, or spark.conf 'spark.jars') and set"
+            " spark.conf 'spark.hadoop.fs.s3a.endpoint' and 'spark.hadoop.fs.s3a.path.style"
+            ".access' for a non-AWS endpoint: see conf/s3.yaml and infra/s3/README.md"
+        ) from exc
+
+
+def spark_read(spark, path: Location, version: int | None = None):
     """A Spark DataFrame over one Delta snapshot (partition columns included)."""
     table = open_table(path, version)
-    uris = table.file_uris()
+    uris = [spark_uri(uri) for uri in table.file_uris()]
     schema = pa.schema(table.schema().to_arrow())
     if not uris:
         from pyspark.sql.pandas.types import from_arrow_schema
 
         return spark.createDataFrame([], from_arrow_schema(schema))
-    return spark.read.option("basePath", table.table_uri).parquet(*uris)
+    require_spark_connector(spark, path)
+    return spark.read.option("basePath", spark_uri(table.table_uri)).parquet(*uris)
 
 
-def _add_action(root: Path, file: Path, partition_values: dict[str, str]) -> AddAction:
-    meta = pq.read_metadata(file)
-    stat = file.stat()
+def _add_action(fs: pa_fs.FileSystem, file: str, partition_values: dict[str, str]) -> AddAction:
+    meta = pq.read_metadata(file, filesystem=fs)
+    info = fs.get_file_info(file)
     return AddAction(
-        path=file.relative_to(root).as_posix(),
-        size=stat.st_size,
+        path=file,
+        size=info.size,
         partition_values=partition_values,
-        modification_time=int(stat.st_mtime * 1000),
+        modification_time=int(info.mtime.timestamp() * 1000),
         data_change=True,
         stats=json.dumps({"numRecords": meta.num_rows}),
     )
 
 
 PARTITION_KEY = "vista.partition"
+# where Spark's executors write a partition's files before the driver commits them
+STAGING = "_staging"
 
 
-def partition_commit(path: Path, partition_col: str, partition_value: str) -> dict | None:
+def partition_commit(path: Location, partition_col: str, partition_value: str) -> dict | None:
     """The newest commit that replaced this partition (its commit info, with the
     custom metadata the writer gave it and its ``version``), or None."""
     if not table_exists(path):
         return None
     wanted = f"{partition_col}={partition_value}"
-    for commit in DeltaTable(str(path)).history():  # newest first
+    for commit in open_table(path).history():  # newest first
         if commit.get(PARTITION_KEY) == wanted:
             return commit
     return None
 
 
 def spark_replace_partition(
-    df, path: Path, partition_col: str, partition_value: str, metadata: dict[str, str] | None = None
+    df,
+    path: Location,
+    partition_col: str,
+    partition_value: str,
+    metadata: dict[str, str] | None = None,
 ) -> int:
     """Write ``df`` (without ``partition_col``) as partition ``partition_value``, atomically.
 
     Rerunning with the same data leaves the table's content unchanged.
     """
-    path.mkdir(parents=True, exist_ok=True)
-    run_id = uuid.uuid4().hex
-    staging = path / "_staging" / run_id
-    df.write.mode("errorifexists").parquet(str(staging))
-    partition_dir = path / f"{partition_col}={partition_value}"
-    partition_dir.mkdir(parents=True, exist_ok=True)
+    require_spark_connector(df.sparkSession, path)
+    _make_room(path)
+    staging = f"{STAGING}/{uuid.uuid4().hex}"
+    df.write.mode("errorifexists").parquet(spark_uri(f"{table_uri(path).rstrip('/')}/{staging}"))
+    return commit_staged_partition(
+        path,
+        staging,
+        partition_col,
+        partition_value,
+        metadata,
+        empty_schema=lambda: _arrow_schema_of_spark(df.schema),
+    )
+
+
+def commit_staged_partition(
+    path: Location,
+    staging: str,
+    partition_col: str,
+    partition_value: str,
+    metadata: dict[str, str] | None,
+    empty_schema: Callable[[], pa.Schema],
+) -> int:
+    """Move the parquet files under ``staging`` (relative to the table) into the partition
+    folder and commit them as the partition's only content, in one transaction.
+
+    The driver's half of ``spark_replace_partition``; ``empty_schema`` gives the data's
+    schema when there are no files (an empty partition)."""
+    fs = _table_fs(path)
+    run_id = staging.rstrip("/").rsplit("/", 1)[-1]
+    partition_dir = f"{partition_col}={partition_value}"
+    fs.create_dir(partition_dir)
+    staged = fs.get_file_info(pa_fs.FileSelector(staging, allow_not_found=True))
     files = []
-    for src in sorted(staging.glob("*.parquet")):
-        dest = partition_dir / f"{run_id}-{src.name}"
-        src.rename(dest)
+    for src in sorted(f.path for f in staged if f.path.endswith(".parquet")):
+        dest = f"{partition_dir}/{run_id}-{src.rsplit('/', 1)[-1]}"
+        fs.move(src, dest)
         files.append(dest)
-    shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):  # an object store has no empty folders
+        fs.delete_dir(staging)
     part_values = {partition_col: partition_value}
-    actions = [_add_action(path, f, part_values) for f in files]
+    actions = [_add_action(fs, f, part_values) for f in files]
     metadata = {**(metadata or {}), PARTITION_KEY: f"{partition_col}={partition_value}"}
-    data_schema = (
-        pq.read_schema(files[0]) if files else _arrow_schema_of_spark(df.schema)
-    ).remove_metadata()
+    data_schema = pq.read_schema(files[0], filesystem=fs) if files else empty_schema()
+    data_schema = data_schema.remove_metadata()
     schema = DeltaSchema.from_arrow(data_schema.append(pa.field(partition_col, pa.string())))
     props = CommitProperties(custom_metadata=metadata)
 
     def replace() -> None:
         if not table_exists(path):  # a writer that loses this race retries as a replace
             create_table_with_add_actions(
-                str(path), schema, actions, mode="append", partition_by=[partition_col],
-                commit_properties=props,
+                table_uri(path), schema, actions, mode="append", partition_by=[partition_col],
+                storage_options=storage_options(path), commit_properties=props,
             )  # fmt: skip
             return
-        DeltaTable(str(path)).create_write_transaction(
+        open_table(path).create_write_transaction(
             actions,
             mode="overwrite",
             schema=schema,
@@ -224,7 +342,7 @@ def spark_replace_partition(
         )
 
     with_commit_retries(replace)
-    return DeltaTable(str(path)).version()
+    return open_table(path).version()
 
 
 def _arrow_schema_of_spark(spark_schema) -> pa.Schema:

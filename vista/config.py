@@ -8,15 +8,18 @@ fails with the field's dotted name and its allowed range.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -37,21 +40,79 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class TableLocation:
+    """A Delta table in object storage: its URI and the delta-rs storage options that
+    reach it (a table on local disk is a plain Path)."""
+
+    uri: str
+    storage_options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __truediv__(self, name: str) -> TableLocation:
+        return dataclasses.replace(self, uri=f"{self.uri.rstrip('/')}/{name}")
+
+    def __str__(self) -> str:
+        return self.uri
+
+    @property
+    def name(self) -> str:
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+# object stores that delta-rs reaches by URI (Spark needs the matching Hadoop connector)
+LAKE_URI = r"^(s3|s3a|gs|az|abfs|abfss)://[^/\s]+(/\S*)?$"
+SECRET_OPTION = re.compile(r"secret|token|password|sas|_key$", re.IGNORECASE)
+
+
+def _option_text(value: Any) -> Any:
+    # YAML and VISTA__ variables turn `true` into a bool; object_store wants the text
+    return str(value).lower() if isinstance(value, bool) else value
+
+
+def _lake_location(value: Any) -> Any:
+    """An object-store URI stays text (a Path would fold its //), anything else is a Path."""
+    if not isinstance(value, str):
+        return value
+    if "://" not in value:
+        return Path(value)
+    if not re.match(LAKE_URI, value):
+        raise ValueError("must be a folder or a URI like s3://bucket/prefix "
+                         "(schemes: s3, s3a, gs, az, abfs, abfss)")  # fmt: skip
+    return value
+
+
 class PathsConfig(_Section):
     state: Path = Field(Path(".state"), description="local state: Airflow, Feast, GX")
-    lake: Path = Field(Path(".state/lake"), description="root folder of the Delta tables")
+    # a folder, or an object-store URI such as s3://bucket/lake (conf/s3.yaml, infra/s3)
+    lake: Annotated[Path | str, BeforeValidator(_lake_location)] = Field(
+        Path(".state/lake"), description="root of the Delta tables"
+    )
     reports: Path = Field(Path("reports"), description="run reports, one folder per run")
+    # delta-rs storage options for a lake in object storage (endpoint, region, ...); keys
+    # are case-insensitive. Keep secrets out of conf/: delta-rs also reads AWS_* variables
+    # (or an instance role), and VISTA__PATHS__STORAGE_OPTIONS__<KEY> sets any one of them
+    storage_options: dict[str, Annotated[str, BeforeValidator(_option_text)]] = Field(
+        default_factory=dict
+    )
 
     def resolved(self, root: Path) -> PathsConfig:
-        def absolute(p: Path) -> Path:
-            return p if p.is_absolute() else (root / p).resolve()
+        def absolute(p: Path | str) -> Path | str:
+            return p if isinstance(p, str) or p.is_absolute() else (root / p).resolve()
 
-        return PathsConfig(
-            state=absolute(self.state), lake=absolute(self.lake), reports=absolute(self.reports)
-        )
+        return self.model_copy(
+            update={"state": absolute(self.state), "lake": absolute(self.lake),
+                    "reports": absolute(self.reports)}
+        )  # fmt: skip
 
-    def table(self, name: str) -> Path:
-        return self.lake / name
+    def table(self, name: str) -> Path | TableLocation:
+        if isinstance(self.lake, Path):
+            return self.lake / name
+        return TableLocation(self.lake, self.storage_options) / name
+
+    @field_serializer("storage_options")
+    def _without_secrets(self, options: dict[str, str]) -> dict[str, str]:
+        # a dumped config is printed and kept in reports; secrets are not
+        return {k: "***" if SECRET_OPTION.search(k) else v for k, v in options.items()}
 
 
 class SparkConfig(_Section):

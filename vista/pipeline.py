@@ -178,7 +178,7 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     nothing. Order of commits: quarantine (replaces the files' rows), impressions and
     events (insert rows whose key is not there yet), so a crash between them is
     repaired by the rerun."""
-    from deltalake import CommitProperties, DeltaTable
+    from deltalake import CommitProperties
     from deltalake.transaction import Transaction
 
     from datasets.ingest import QUARANTINE_SCHEMA, file_key, quarantine_table, source_files
@@ -191,10 +191,10 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     started = time.perf_counter()
     if force:
         for path in (events_path, impressions_path, quarantine_path):
-            shutil.rmtree(path, ignore_errors=True)
+            lake.delete_table(path)
     files = source_files(source, as_of.date())
     keys = {path: file_key(path, fmt_of(source, path)) for path in files}
-    done = DeltaTable(str(events_path)) if lake.table_exists(events_path) else None
+    done = lake.open_table(events_path) if lake.table_exists(events_path) else None
     pending = [p for p in files if done is None or done.transaction_version(keys[p]) is None]
     result: dict[str, Any] = {
         "files": len(files),
