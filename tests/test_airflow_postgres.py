@@ -10,14 +10,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import tiny_config
-from tests.test_scheduler import PASSWORD, call, free_port, runs, stop_tree, wait_for_token
+from tests.test_scheduler import PASSWORD, free_port, stop_tree, trigger_chain_and_wait
 from vista import airflow_runner, orchestration, pipeline
 from vista.config import PROJECT_ROOT, ConfigError, load_config
 from vista.postgres_local import Server, local_postgres
@@ -142,23 +141,7 @@ def test_local_executor_on_postgres_runs_the_chain_and_keeps_its_metadata_there(
                 [vista, "airflow-ui", "--profile", "tiny", "--port", str(port)],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-            token = wait_for_token(base, process)
-            for _ in range(60):  # the DAG processor registers the five DAGs
-                listed = {d["dag_id"] for d in call(f"{base}/api/v2/dags?limit=100", token)["dags"]}
-                if set(orchestration.CHAIN) <= listed:
-                    break
-                time.sleep(3)
-            call(f"{base}/api/v2/dags/vista_ingest/dagRuns", token, method="POST",
-                 body={"logical_date": f"{as_of}T00:00:00Z", "conf": {"profile": "tiny"}})  # fmt: skip
-            deadline = time.monotonic() + 900
-            while time.monotonic() < deadline:
-                failed = [(d, r["state"]) for d in orchestration.CHAIN
-                          for r in runs(base, token, d) if r["state"] == "failed"]  # fmt: skip
-                assert not failed, failed
-                last = runs(base, token, orchestration.CHAIN[-1])
-                if last and last[0]["state"] == "success":
-                    break
-                time.sleep(5)
+            trigger_chain_and_wait(base, process, as_of)
             stop(process)  # before reading: the scheduler writes no more
 
             # what the scheduler did is in PostgreSQL, read without Airflow in between

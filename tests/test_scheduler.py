@@ -55,6 +55,32 @@ def runs(base: str, token: str, dag_id: str) -> list[dict]:
     return call(f"{base}/api/v2/dags/{dag_id}/dagRuns", token)["dag_runs"]
 
 
+def trigger_chain_and_wait(base: str, process: subprocess.Popen, as_of: str) -> str:
+    """Once the DAG processor has registered the five DAGs, trigger vista_ingest for
+    ``as_of`` through the REST API and wait until the last DAG of the chain succeeded
+    (fails at the first failed run); returns the API token."""
+    token = wait_for_token(base, process)
+    for _ in range(60):
+        listed = {d["dag_id"] for d in call(f"{base}/api/v2/dags?limit=100", token)["dags"]}
+        if set(orchestration.CHAIN) <= listed:
+            break
+        time.sleep(3)
+    call(f"{base}/api/v2/dags/vista_ingest/dagRuns", token, method="POST",
+         body={"logical_date": f"{as_of}T00:00:00Z", "conf": {"profile": "tiny"}})  # fmt: skip
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        last = runs(base, token, orchestration.CHAIN[-1])
+        failed = [(d, r["state"]) for d in orchestration.CHAIN
+                  for r in runs(base, token, d) if r["state"] == "failed"]  # fmt: skip
+        assert not failed, failed
+        if last and last[0]["state"] == "success":
+            return token
+        time.sleep(5)
+    raise AssertionError(
+        f"the chain did not finish in 900 s: {runs(base, token, orchestration.CHAIN[-1])}"
+    )
+
+
 @pytest.mark.slow
 def test_scheduler_runs_the_whole_chain_by_asset_from_one_trigger(tmp_path):
     cfg = tiny_config(tmp_path)
@@ -71,23 +97,7 @@ def test_scheduler_runs_the_whole_chain_by_asset_from_one_trigger(tmp_path):
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        token = wait_for_token(base, process)
-        for _ in range(60):  # the DAG processor registers the five DAGs
-            listed = {d["dag_id"] for d in call(f"{base}/api/v2/dags?limit=100", token)["dags"]}
-            if set(orchestration.CHAIN) <= listed:
-                break
-            time.sleep(3)
-        call(f"{base}/api/v2/dags/vista_ingest/dagRuns", token, method="POST",
-             body={"logical_date": f"{as_of}T00:00:00Z", "conf": {"profile": "tiny"}})  # fmt: skip
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            last = runs(base, token, orchestration.CHAIN[-1])
-            failed = [(d, r["state"]) for d in orchestration.CHAIN
-                      for r in runs(base, token, d) if r["state"] == "failed"]  # fmt: skip
-            assert not failed, failed
-            if last and last[0]["state"] == "success":
-                break
-            time.sleep(5)
+        token = trigger_chain_and_wait(base, process, as_of)
         for dag_id in orchestration.CHAIN[1:]:
             (run,) = runs(base, token, dag_id)
             assert run["run_type"] == "asset_triggered", dag_id

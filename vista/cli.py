@@ -21,6 +21,9 @@ Profile = Annotated[
     str | None,
     typer.Option("--profile", "-p", help="conf/<profile>.yaml (default $VISTA_PROFILE or local)"),
 ]
+Host = Annotated[
+    str, typer.Option(help="address to listen on (0.0.0.0 to reach it from elsewhere)")
+]
 AsOf = Annotated[
     str | None, typer.Option("--as-of", help="snapshot date YYYY-MM-DD (default: data cutoff)")
 ]
@@ -266,9 +269,7 @@ def backfill(
 def airflow_ui(
     profile: Profile = None,
     port: Annotated[int, typer.Option(help="port of the Airflow UI and API")] = 8080,
-    host: Annotated[
-        str, typer.Option(help="address to listen on (0.0.0.0 to reach it from elsewhere)")
-    ] = "127.0.0.1",
+    host: Host = "127.0.0.1",
 ) -> None:
     """Start `airflow standalone` for browsing and triggering the DAGs. The admin password
     is $VISTA_AIRFLOW_ADMIN_PASSWORD, else generated once per state folder and printed."""
@@ -308,9 +309,7 @@ def postgres(
 def serve(
     profile: Profile = None,
     port: Annotated[int, typer.Option(help="port of the scoring service")] = 8000,
-    host: Annotated[
-        str, typer.Option(help="address to listen on (0.0.0.0 to reach it from elsewhere)")
-    ] = "127.0.0.1",
+    host: Host = "127.0.0.1",
 ) -> None:
     """Online scoring: POST /score {user_id, candidates: [{item_id, category}]} scores the
     candidates with the current ranker from the user's summary in the online store;
