@@ -84,16 +84,27 @@ def assert_same_tables(got: Path, want: Path, ignore: tuple[str, ...] = ()) -> N
         assert comparable(mine[name], ignore) == comparable(theirs[name], ignore), name
 
 
+def kill_after(trial: int, seconds: float) -> float:
+    """When trial ``trial`` kills the workload: at a random point of its own tenth of an
+    uninterrupted run (stratified, so the kills spread over every stage)."""
+    rng = random.Random(20261129 + trial)
+    return max(0.5, seconds * (trial + rng.random()) / TRIALS)
+
+
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_rerun_loses_and_duplicates_nothing(base, tmp_path):
+# two halves of the trials, interleaved so that each spans the whole run: under
+# pytest-xdist they run side by side
+@pytest.mark.parametrize(
+    "trials", [range(0, TRIALS, 2), range(1, TRIALS, 2)], ids=["even_trials", "odd_trials"]
+)
+def test_sigkill_at_random_points_then_rerun_loses_and_duplicates_nothing(base, tmp_path, trials):
     root, reference, seconds = base
-    rng = random.Random(20261129)
     killed_during = []
-    for trial in range(TRIALS):
+    for trial in trials:
         trial_root = tmp_path / f"trial{trial}"
         shutil.copytree(root, trial_root, symlinks=True)
         process = workload(trial_root, DATES[1])
-        time.sleep(rng.uniform(0.5, seconds))
+        time.sleep(kill_after(trial, seconds))
         process.send_signal(signal.SIGKILL)
         out, _ = process.communicate()
         killed_during.append(len(out.splitlines()))  # how many steps had finished
