@@ -10,8 +10,6 @@ STAMP := $(VENV)/.installed
 RECBOLE_VERSION := 1.2.1
 ML100K := .state/data/ml-100k/ml-100k.inter
 PYTEST_ARGS ?=
-# the slow tests mostly wait on JVMs, schedulers and servers: two workers overlap the waits
-PYTEST_WORKERS ?= 2
 AIRFLOW_PORT ?= 8080
 SERVE_PORT ?= 8000
 
@@ -115,7 +113,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 test: install redis postgres lint ## Install (plus Debian's redis-server and PostgreSQL when missing), lint, then the whole test suite
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 lock: $(STAMP) ## Rewrite requirements/constraints.txt from the venv
 	(echo "# Full lock of the venv (pip freeze), used as pip constraints by the Makefile. Regenerate: make lock"; \

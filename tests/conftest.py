@@ -4,18 +4,11 @@ one in-process run of the pipeline that several test modules read."""
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("FEAST_USAGE", "False")
-
-# pyspark.sql.connect takes a __main__ module without a file for a doctest run and exits
-# the process ("Skipping doctests"); pytest-xdist's workers run under such a __main__
-_main = sys.modules["__main__"]
-if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
-    _main.__file__ = "<pytest-xdist worker>"
 
 
 def tiny_config(root, **overrides):

@@ -92,8 +92,7 @@ def kill_after(trial: int, seconds: float) -> float:
 
 
 @pytest.mark.slow
-# two halves of the trials, interleaved so that each spans the whole run: under
-# pytest-xdist they run side by side
+# two halves of the trials, interleaved so that each spans the whole run
 @pytest.mark.parametrize(
     "trials", [range(0, TRIALS, 2), range(1, TRIALS, 2)], ids=["even_trials", "odd_trials"]
 )
