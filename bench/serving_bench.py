@@ -24,13 +24,14 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from vista.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,12 +110,6 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
         "mean_ms": round(float(ms.mean()), 3),
         "n": len(ms),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(service):

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,9 @@ import pytest
 
 from tests.conftest import tiny_config
 from vista import orchestration, pipeline
+from vista.ports import free_port
 
 PASSWORD = "a-test-password"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def call(url: str, token: str | None = None, body: dict | None = None, method: str = "GET"):

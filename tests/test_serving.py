@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from fastapi.testclient import TestClient
 from models.ranker import load_ranker, score
 from vista import pipeline, serving
 from vista.config import PROJECT_ROOT
+from vista.ports import free_port
 
 UNKNOWN_USER = 10**12
 
@@ -170,17 +170,11 @@ def test_summary_status_rules():
     assert serving.summary_status(fresh, "v1", 16) == "version_mismatch"  # other K x D
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_vista_serve_answers_over_http(served):
     """`vista serve` as a user starts it: a uvicorn process on loopback."""
     cfg, as_of, _, _, _ = served
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "VISTA__PATHS__STATE": str(cfg.paths.state),

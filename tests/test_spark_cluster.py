@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from vista.ports import free_port
 
 from .conftest import tiny_config
 
@@ -37,12 +38,6 @@ steps = {"histories": pipeline.build_histories(cfg, as_of),
 sc = pipeline._spark(cfg).sparkContext
 print(json.dumps({"master": sc.master, "app_id": sc.applicationId, **steps}, default=str))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+from vista.ports import free_port
 
 BINARY_ENV = "VISTA_REDIS_SERVER"  # a redis-server that is not on PATH
 DEBIAN_PATHS = ("/usr/bin/redis-server",)
@@ -31,12 +32,6 @@ def find_redis_server(
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise FileNotFoundError(INSTALL_HINT)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_command(binary: str, port: int, folder: Path) -> list[str]:

@@ -12,16 +12,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from vista.ports import free_port
+
 REGION = "us-east-1"
 # moto accepts any keys; the client still needs some to sign its requests
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 INSTALL_HINT = "moto is not installed: `pip install -c requirements/constraints.txt -e '.[dev]'`"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def storage_options(endpoint: str) -> dict[str, str]:
