@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from datasets.ingest import SourceError
-from datasets.synthetic import EVENTS_SCHEMA, IMPRESSIONS_SCHEMA
+from datasets.synthetic import EVENTS_SCHEMA, IMPRESSIONS_SCHEMA, ORACLE_COLUMNS
 from vista.config import SourceConfig
 
 UNKNOWN_CATEGORY = -1
@@ -125,7 +125,8 @@ def impressions_table(frame: pd.DataFrame, source: SourceConfig) -> pa.Table:
             "category": later["category"],
             "event_timestamp": later["event_timestamp"],
             "label": (later[source.label_column] >= source.label_threshold).astype("int8"),
-            "oracle_prob": np.nan,  # real data has no oracle
+            # real data has no oracle
+            **dict.fromkeys(ORACLE_COLUMNS, np.nan),
             "impression_date": later["event_date"],
         }
     )

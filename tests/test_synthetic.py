@@ -1,5 +1,7 @@
 import numpy as np
 import pyarrow as pa
+import pytest
+from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
 from datasets.synthetic import build_world, generate, oracle_probability
@@ -84,3 +86,98 @@ def test_truncating_history_loses_measurable_information():
     auc_full = roc_auc_score(imp.label, oracle_probability(full[users, clusters], quality))
     auc_recent = roc_auc_score(imp.label, oracle_probability(last100[users, clusters], quality))
     assert auc_full > auc_recent + 0.01
+
+
+# ---------------------------------------------------------------- regime `lifelong`
+def lifelong(**kw) -> GeneratorConfig:
+    base = {
+        "regime": "lifelong",
+        "n_users": 200,
+        "n_items": 4000,
+        "n_clusters": 12,
+        "min_history": 30,
+        "max_history": 20_000,
+        "activity_alpha": 0.5,
+        "heavy_users": 20,
+        "history_days": 365,
+        "impressions_per_user": 20,
+        "long_user_impressions": 60,
+    }
+    return GeneratorConfig(**{**base, **kw})
+
+
+def test_counts_oracle_columns_follow_its_formula():
+    """The counts world's oracle from each window is its formula on that window's counts;
+    history-blind is the formula at count 0."""
+    cfg = small()
+    world = build_world(cfg)
+    _, imps = collect(cfg)
+    imp = imps.to_pandas()
+    quality = world.item_quality[imp.item_id.to_numpy()]
+    np.testing.assert_allclose(imp.oracle_prob_blind, oracle_probability(0 * quality, quality))
+    assert (imp.oracle_prob_last100 <= imp.oracle_prob + 1e-12).all()
+
+
+def test_lifelong_impressions_carry_every_oracle_and_long_users_get_more():
+    cfg = lifelong()
+    events, imps = collect(cfg)
+    df = imps.to_pandas()
+    for name in ("oracle_prob", "oracle_prob_blind", "oracle_prob_last100",
+                 "oracle_prob_last2048"):  # fmt: skip
+        assert df[name].between(0, 1).all(), name
+    lengths = np.bincount(events.column("user_id").to_numpy(), minlength=cfg.n_users)
+    per_user = df.groupby("user_id").size().reindex(range(cfg.n_users), fill_value=0)
+    assert (per_user[lengths >= 1000] == 60).all()
+    assert (per_user[lengths < 1000] == 20).all()
+    assert df.impression_id.is_unique
+    # a user with at most 100 events: the last-100 oracle is the whole-history oracle
+    short = df.user_id.map(lambda u: lengths[u] <= 100)
+    np.testing.assert_allclose(df.oracle_prob_last100[short], df.oracle_prob[short])
+
+
+def test_lifelong_world_needs_more_than_the_last_2048_events():
+    """The world's bar: for long histories, a share of the oracle's lift over
+    history-blind lies beyond the last 2,048 events; short windows lose more."""
+    cfg = lifelong()
+    events, imps = collect(cfg)
+    df = imps.to_pandas()
+    lengths = np.bincount(events.column("user_id").to_numpy(), minlength=cfg.n_users)
+    long = df[df.user_id.map(lambda u: lengths[u] > 10_000)]
+    assert len(long) > 1000
+    auc = {c: roc_auc_score(long.label, long[c]) for c in
+           ("oracle_prob_blind", "oracle_prob_last100", "oracle_prob_last2048", "oracle_prob")}  # fmt: skip
+    assert auc["oracle_prob_blind"] < auc["oracle_prob_last100"] < auc["oracle_prob_last2048"]
+    lift = auc["oracle_prob"] - auc["oracle_prob_blind"]
+    assert (auc["oracle_prob"] - auc["oracle_prob_last2048"]) / lift >= 0.2
+
+
+def test_lifelong_components_switch_off_by_their_knobs():
+    """With every history term at 0 the oracle is history-blind."""
+    off = {"topic_weight": 0, "repeat_weight": 0, "pair_weight": 0, "intent_weight": 0}
+    _, imps = collect(lifelong(n_users=60, max_history=3000, heavy_users=2, lifelong=off))
+    df = imps.to_pandas()
+    np.testing.assert_allclose(df.oracle_prob, df.oracle_prob_blind)
+
+
+def test_lifelong_repeats_make_favourite_items_recur():
+    """With repeats, a user's top 4 items of a topic take a larger share of the topic."""
+
+    def top4_share(repeat_rate: float) -> float:
+        # as many categories as topics: each category is one topic
+        events, _ = collect(lifelong(n_users=20, n_items=40_000, n_clusters=400,
+                                     max_history=5000, heavy_users=5,
+                                     lifelong={"repeat_rate": repeat_rate}))  # fmt: skip
+        ev = events.to_pandas()
+        ev = ev[ev.user_id < 5]
+        counts = ev.groupby(["user_id", "category", "item_id"]).size()
+        by_group = counts.groupby(level=[0, 1])
+        return float(by_group.apply(lambda c: c.nlargest(4).sum()).sum() / counts.sum())
+
+    assert top4_share(0.3) > top4_share(0.0) + 0.1
+
+
+def test_lifelong_knob_out_of_range_names_the_field():
+    with pytest.raises(ValidationError, match=r"lifelong\.repeat_rate"):
+        lifelong(lifelong={"repeat_rate": 1.5})
+    with pytest.raises(ValidationError, match="regime"):
+        lifelong(regime="forever")

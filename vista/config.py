@@ -132,9 +132,60 @@ class SparkConfig(_Section):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
-class GeneratorConfig(_Section):
-    """Synthetic lifelong data with a known click probability (the oracle)."""
+class LifelongWorldConfig(_Section):
+    """The ``lifelong`` regime's knobs (datasets/synthetic.py, docs/WORLDS.md). Every
+    component of the oracle's logit has a weight here; 0 switches it off. These values
+    were fixed, and written down in docs/WORLDS.md, before any model was judged on them."""
 
+    # fine-grained interests: latent topics (categories are coarser groups of topics)
+    n_topics: Annotated[int, Field(ge=2, le=1_000_000)] = 400
+    interests_per_user: Annotated[int, Field(ge=1, le=256)] = 24
+    # interest weights ~ 1 / rank^zipf: rare interests need long histories to be seen
+    interest_zipf: Annotated[float, Field(ge=0, le=4)] = 1.0
+    # share of a user's interests active only early in the timeline (then silent)
+    dormant_share: Annotated[float, Field(ge=0, le=1)] = 0.35
+    # logit weight of log1p(lifetime events in the candidate's topic)
+    topic_weight: Annotated[float, Field(ge=0, le=10)] = 0.4
+    # item-level memory: share of events that re-consume one of the user's favourite
+    # items of the topic, and the logit weight of log1p(times the candidate was consumed)
+    repeat_rate: Annotated[float, Field(ge=0, le=1)] = 0.3
+    favourites_per_topic: Annotated[int, Field(ge=1, le=1000)] = 4
+    repeat_weight: Annotated[float, Field(ge=0, le=10)] = 0.8
+    # long-range pairs: the candidate's partner item was ever consumed
+    pair_weight: Annotated[float, Field(ge=0, le=10)] = 1.0
+    # short-term intent: the last session's topic (all of its events)
+    session_events: Annotated[int, Field(ge=0, le=100)] = 20
+    intent_weight: Annotated[float, Field(ge=0, le=10)] = 1.5
+    # item quality drifts linearly over the impression window: q + drift * t * delta
+    quality_weight: Annotated[float, Field(ge=0, le=10)] = 0.5
+    drift: Annotated[float, Field(ge=0, le=10)] = 0.5
+    bias: Annotated[float, Field(ge=-20, le=20)] = -3.0
+    # where impression candidates come from (the rest: uniformly random topics)
+    candidates_active: Annotated[float, Field(ge=0, le=1)] = 0.2
+    candidates_dormant: Annotated[float, Field(ge=0, le=1)] = 0.2
+    candidates_repeat: Annotated[float, Field(ge=0, le=1)] = 0.15
+    candidates_pair: Annotated[float, Field(ge=0, le=1)] = 0.1
+    candidates_intent: Annotated[float, Field(ge=0, le=1)] = 0.1
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> LifelongWorldConfig:
+        shares = (self.candidates_active + self.candidates_dormant + self.candidates_repeat
+                  + self.candidates_pair + self.candidates_intent)  # fmt: skip
+        if shares > 1:
+            raise ValueError(f"candidates_* shares add up to {shares:.3f}; they must be <= 1")
+        return self
+
+
+class GeneratorConfig(_Section):
+    """Synthetic lifelong data with a known click probability (the oracle).
+
+    ``regime``: ``counts`` (the click depends on lifetime events in the candidate's
+    cluster, saturating after a few dozen) or ``lifelong`` (dormant interests that return,
+    item-level memory, many fine-grained interests, a short-term intent, drift between the
+    training and evaluation windows; knobs in ``lifelong``)."""
+
+    regime: Literal["counts", "lifelong"] = "counts"
+    lifelong: LifelongWorldConfig = LifelongWorldConfig()
     n_users: Annotated[int, Field(ge=10, le=10_000_000)] = 2000
     n_items: Annotated[int, Field(ge=20, le=100_000_000)] = 5000
     n_clusters: Annotated[int, Field(ge=2, le=100_000)] = 50
@@ -146,6 +197,9 @@ class GeneratorConfig(_Section):
     history_days: Annotated[int, Field(ge=1, le=3650)] = 120
     impression_days: Annotated[int, Field(ge=2, le=60)] = 3
     impressions_per_user: Annotated[int, Field(ge=1, le=10_000)] = 24
+    # impressions of each user with at least 1,000 events (0: impressions_per_user), so the
+    # long-history buckets hold enough evaluation rows without generating more users
+    long_user_impressions: Annotated[int, Field(ge=0, le=100_000)] = 0
     start_date: dt.date = dt.date(2026, 7, 1)
     seed: Annotated[int, Field(ge=0)] = 7
 
@@ -159,6 +213,11 @@ class GeneratorConfig(_Section):
             raise ValueError(f"n_clusters ({self.n_clusters}) must be <= n_items ({self.n_items})")
         if self.heavy_users > self.n_users:
             raise ValueError(f"heavy_users ({self.heavy_users}) must be <= n_users")
+        topics = self.lifelong.n_topics
+        if self.regime == "lifelong" and not self.n_clusters <= topics <= self.n_items:
+            raise ValueError(f"lifelong.n_topics ({topics}) must lie between n_clusters "
+                             f"({self.n_clusters}) and n_items ({self.n_items}): categories "
+                             "group topics, topics group items")  # fmt: skip
         return self
 
     @property
@@ -173,8 +232,28 @@ class HistoriesConfig(_Section):
 
 
 class SummarizerConfig(_Section):
-    """Sizes of the VISTA summarizer (paper: 128 seeds, 3 layers, dim 256)."""
+    """Sizes of the VISTA summarizer (paper: 128 seeds, 3 layers, dim 256).
 
+    ``mode``: ``memory`` (K seeds read one additive, per-head time-decayed QLA state of the
+    history; the summary keeps magnitudes, and the state can be refreshed with new events
+    alone) or ``bidirectional`` (the seeds and history attend together through
+    ``n_layers`` QLA layers with RMS-normalised heads, as first built)."""
+
+    mode: Literal["memory", "bidirectional"] = "bidirectional"
+    # memory mode: how a summary keeps the scale of a sum over N events: log (signed
+    # log1p of each value: counts and proportions), rms (per-head RMS norm: proportions
+    # only, as the bidirectional layers), mean (divided by N: proportions only)
+    magnitude: Literal["log", "rms", "mean"] = "log"
+    # memory mode: each head's recency, as a half-life in days (0: no decay, the lifetime
+    # sum); one value for all heads or one per head
+    head_half_life_days: list[Annotated[float, Field(ge=0, le=36_500)]] = [0.0]
+    # memory mode, training: histories longer than train_max_events keep their most recent
+    # train_recent_events exactly and a uniform sample of the rest, weighted so that the
+    # state is an unbiased estimate of the whole history's (summaries see real magnitudes)
+    train_recent_events: Annotated[int, Field(ge=0, le=10_000_000)] = 128
+    # how the source model's head (and the ranker) pools the K tokens for a candidate:
+    # softmax attention, or sum (unnormalised linear weights: reads the state linearly)
+    head_pooling: Literal["softmax", "sum"] = "softmax"
     n_seeds: Annotated[int, Field(ge=1, le=4096)] = 16
     dim: Annotated[int, Field(ge=4, le=4096)] = 32
     n_layers: Annotated[int, Field(ge=1, le=32)] = 2
@@ -204,7 +283,18 @@ class SummarizerConfig(_Section):
     def _heads_divide_dim(self) -> SummarizerConfig:
         if self.dim % self.n_heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+        if len(self.head_half_life_days) not in (1, self.n_heads):
+            raise ValueError(f"head_half_life_days has {len(self.head_half_life_days)} values:"
+                             f" give 1 or n_heads ({self.n_heads})")  # fmt: skip
+        if self.train_recent_events >= self.train_max_events:
+            raise ValueError(f"train_recent_events ({self.train_recent_events}) must be < "
+                             f"train_max_events ({self.train_max_events})")  # fmt: skip
         return self
+
+    def half_lives(self) -> list[float]:
+        """One half-life (days, 0: none) per head."""
+        values = self.head_half_life_days
+        return values * self.n_heads if len(values) == 1 else list(values)
 
 
 class RankerConfig(_Section):
@@ -218,7 +308,8 @@ class RankerConfig(_Section):
     eval_days: Annotated[int, Field(ge=1, le=365)] = 1
     seed: Annotated[int, Field(ge=0)] = 0
     # the evaluation (`vista report`): which rankers, each trained with this many seeds
-    variants: list[Literal["vista", "din_last100", "sim_category", "full_attention"]] = [
+    variants: list[Literal["vista", "din_last100", "sim_category", "full_attention", "blind"]] = [
+        "blind",
         "vista",
         "din_last100",
         "sim_category",
@@ -227,6 +318,12 @@ class RankerConfig(_Section):
     seeds: Annotated[int, Field(ge=1, le=20)] = 3
     # vista only: the last R raw items the candidate attends to beside the summary tokens
     recent_items: Annotated[int, Field(ge=0, le=10_000)] = 0
+    # every variant's item and category embeddings start from the frozen summarizer's, so
+    # candidates meet the summary in the space it was made in (same for all: fair)
+    init_from_summarizer: bool = True
+    # each variant trains once per pooling it may use (models/ranker.py POOLING_CHOICES)
+    # on the first seed and keeps the one with the lower validation loss for all seeds
+    choose_pooling: bool = True
     # the longest raw history full attention reads (the stored tail; what fits in memory)
     full_attention_length: Annotated[int, Field(ge=100, le=1_000_000)] = 2048
     # serving cost is measured for one user with each of these history lengths
