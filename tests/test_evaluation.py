@@ -37,6 +37,19 @@ def test_gauc_weights_users_by_impressions_and_skips_one_class_users():
     assert np.isnan(gauc(np.array([1, 1]), np.array([0.2, 0.3]), np.array([1, 2])))
 
 
+def test_gauc_agrees_with_per_user_sklearn_on_ties():
+    rng = np.random.default_rng(12)
+    users, labels = rng.integers(0, 50, 800), rng.integers(0, 2, 800)
+    scores = rng.integers(0, 4, 800) / 3  # ties within users
+    want, rows = 0.0, 0
+    for user in np.unique(users):
+        mine = users == user
+        if len(np.unique(labels[mine])) == 2:
+            want += roc_auc_score(labels[mine], scores[mine]) * mine.sum()
+            rows += mine.sum()
+    assert gauc(labels, scores, users) == pytest.approx(want / rows, abs=1e-12)
+
+
 def test_normalized_entropy_is_one_for_the_base_rate_and_lower_when_informative():
     rng = np.random.default_rng(0)
     labels = (rng.random(5000) < 0.3).astype(int)
