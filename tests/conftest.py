@@ -46,3 +46,21 @@ def pipeline_run(tmp_path_factory, spark):
     steps["summaries_quality"] = pipeline.validate_summaries(cfg, as_of)
     steps["features"] = pipeline.publish_features(cfg, as_of)
     return cfg, as_of, steps
+
+
+def served_ranker_auc(cfg, as_of: str) -> float:
+    """ranker_v1's AUC recomputed outside the pipeline: the artifact serving points at,
+    scored on the evaluation window's Feast frame, against the lake's labels."""
+    import json
+
+    from sklearn.metrics import roc_auc_score
+
+    from models.ranker import load_ranker, score
+    from vista import pipeline
+
+    pointer = json.loads((pipeline.ranker_dir(cfg) / "current.json").read_text())
+    model, _ = load_ranker(pointer["path"])
+    _, eval_days = pipeline.impression_windows(cfg, pipeline.as_of_datetime(as_of))
+    frame = pipeline.training_set(cfg, eval_days)
+    labels = pipeline.read_impressions(cfg, eval_days).set_index("impression_id")["label"]
+    return float(roc_auc_score(labels.loc[frame["impression_id"]], score(model, frame)))

@@ -55,3 +55,16 @@ def test_every_shipped_profile_validates():
     full = load_config("full", environ={})
     assert full.generator.max_history == 1_000_000
     assert full.summarizer.n_seeds == 128
+
+
+def test_evaluation_section_defaults_and_ranges():
+    cfg = load_config("tiny", environ={})
+    assert (cfg.evaluation.resamples, cfg.evaluation.confidence) == (1000, 0.95)
+    assert list(cfg.to_dict()).index("evaluation") == list(cfg.to_dict()).index("ranker") + 1
+    for field, bad, message in (("resamples", 10, "greater than or equal to 100"),
+                                ("confidence", 1.0, "less than 1"),
+                                ("min_users", 1, "greater than or equal to 2")):  # fmt: skip
+        with pytest.raises(ConfigError, match=rf"evaluation\.{field} = {bad}: .*{message}"):
+            load_config("tiny", overrides={"evaluation": {field: bad}}, environ={})
+    with pytest.raises(ConfigError, match=r"evaluation\.resample"):
+        load_config("tiny", overrides={"evaluation": {"resample": 5}}, environ={})

@@ -336,6 +336,20 @@ class RankerConfig(_Section):
     ]
 
 
+class EvaluationConfig(_Section):
+    """How model comparisons are tested (`vista report`, `vista ablate`): a paired
+    bootstrap over users, whose percentile interval decides "beats" and "trails"."""
+
+    # draws of the users with replacement: more give steadier interval ends, at a cost
+    # linear in draws x rows x (models x seeds)
+    resamples: Annotated[int, Field(ge=100, le=100_000)] = 1000
+    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
+    seed: Annotated[int, Field(ge=0)] = 0
+    # a bucket with fewer users gets estimates but no interval: a percentile bootstrap
+    # over a handful of users understates the uncertainty
+    min_users: Annotated[int, Field(ge=2, le=1_000_000)] = 20
+
+
 class FeaturesConfig(_Section):
     materialize_days: Annotated[int, Field(ge=1, le=3650)] = 30
     # a summary older than this is not joined or served: the refresh cadence must beat it
@@ -439,6 +453,7 @@ class VistaConfig(_Section):
     histories: HistoriesConfig = HistoriesConfig()
     summarizer: SummarizerConfig = SummarizerConfig()
     ranker: RankerConfig = RankerConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     features: FeaturesConfig = FeaturesConfig()
     airflow: AirflowConfig = AirflowConfig()
     source: SourceConfig | None = None

@@ -2,7 +2,9 @@
 
 reports/<as_of>/
   report.md              the claim, the tables, the plots, and what the figures say
-  evaluation.json        everything measured (per seed, per bucket)
+  evaluation.json        everything measured (per seed, per bucket, bootstrap intervals)
+  predictions.parquet    every model's score per seed on every evaluation row: every
+                         figure of the report can be recomputed from it
   auc_by_bucket.png      AUC by history-length bucket, per model, with the oracle
   scoring_cost.png       time to score 1,000 candidates against history length, per model
   training_curves.png    validation loss per epoch, per model (first seed)
@@ -15,14 +17,24 @@ import math
 from pathlib import Path
 from typing import Any
 
-from models.evaluation import BUCKET_LABELS
+from models.evaluation import ALL, BUCKET_LABELS, verdict
 
 LABELS = {
     "vista": "VISTA (K summary tokens)",
     "din_last100": "DIN, last 100 items",
     "sim_category": "SIM hard search (category, top 100)",
     "full_attention": "full target attention (raw tail)",
+    "blind": "history-blind (no history)",
+    "oracle_prob": "oracle (ceiling)",
+    "oracle_prob_blind": "oracle from nothing",
+    "oracle_prob_last100": "oracle from the last 100 events",
+    "oracle_prob_last2048": "oracle from the last 2,048 events",
 }
+SHORT = {"vista": "VISTA", "din_last100": "DIN-last-100", "sim_category": "SIM",
+         "full_attention": "full attention", "blind": "the history-blind ranker"}  # fmt: skip
+PREDICTIONS = "predictions.parquet"
+# the oracle's click probability from ever more of the history (the world's headroom)
+WORLD_ORDER = ("oracle_prob_blind", "oracle_prob_last100", "oracle_prob_last2048", "oracle_prob")
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -45,49 +57,147 @@ def _buckets(evaluation: dict) -> list[str]:
     return [b for b in BUCKET_LABELS if b in present]
 
 
+def _compared(evaluation: dict) -> dict[str, dict]:
+    """bucket -> the bootstrap's cell (empty without intervals)."""
+    return evaluation.get("intervals", {}).get("buckets", {})
+
+
+def _interval(cell: dict | None, digits: int = 4, percent: bool = False) -> str:
+    """estimate [low, high], or the estimate alone where no interval was drawn."""
+    if not cell or not math.isfinite(cell["estimate"]):
+        return "n/a"
+    scale, unit, d = (100, "%", 0) if percent else (1, "", digits)
+    text = f"{cell['estimate'] * scale:.{d}f}{unit}"
+    if math.isfinite(cell["low"]) and math.isfinite(cell["high"]):
+        text += f" [{cell['low'] * scale:.{d}f}{unit}, {cell['high'] * scale:.{d}f}{unit}]"
+    else:
+        text += " [–]"
+    return text
+
+
+def _signed(cell: dict) -> str:
+    if not math.isfinite(cell["estimate"]):
+        return "n/a"
+    text = f"{cell['estimate']:+.4f}"
+    if math.isfinite(cell["low"]):
+        text += f" [{cell['low']:+.4f}, {cell['high']:+.4f}]"
+    return text
+
+
+def reference_model(evaluation: dict) -> str | None:
+    """The model the others are compared with: VISTA when evaluated, else the first."""
+    names = list(evaluation["variants"])
+    return "vista" if "vista" in names else (names[0] if names else None)
+
+
+def differences(evaluation: dict, bucket: str) -> list[tuple[str, dict, str]]:
+    """(other model, reference minus other, verdict from the interval) per other model."""
+    reference = reference_model(evaluation)
+    cell = _compared(evaluation).get(bucket, {}).get("difference", {}).get(reference, {})
+    return [(other, gap, verdict(gap["low"], gap["high"]))
+            for other, gap in cell.items() if other in evaluation["variants"]]  # fmt: skip
+
+
+def _lift(cell: dict, upper: str, lower: str) -> bool:
+    """Whether ``upper`` beats ``lower`` by its interval: only then is there a lift to
+    share out (a ratio over a lift that may be zero says nothing)."""
+    gap = cell.get("difference", {}).get(upper, {}).get(lower)
+    return gap is not None and verdict(gap["low"], gap["high"]) == "beats"
+
+
+def headroom_cell(compared: dict, bucket: str, model: str) -> dict | None:
+    """The headroom captured by ``model`` where the oracle beats the blind ranker."""
+    cell = compared.get(bucket, {})
+    if not _lift(cell, "oracle_prob", "blind"):
+        return None
+    return cell.get("headroom", {}).get(model)
+
+
+def beyond_cell(compared: dict, bucket: str) -> dict | None:
+    """The share of the oracle's lift beyond the last 2,048 events, where there is one."""
+    cell = compared.get(bucket, {})
+    if not _lift(cell, "oracle_prob", "oracle_prob_blind"):
+        return None
+    return cell.get("beyond_last2048")
+
+
+def _bucket_words(bucket: str) -> str:
+    return "all users" if bucket == ALL else f"histories {bucket}"
+
+
+def _longest_tested(evaluation: dict) -> str | None:
+    """The longest-history bucket with an interval (the claim is about long histories)."""
+    compared = _compared(evaluation)
+    tested = [b for b in _buckets(evaluation) if compared.get(b, {}).get("resamples")]
+    return tested[-1] if tested else None
+
+
 def findings(evaluation: dict) -> list[str]:
-    """What the figures say about the claim, in sentences (never assumed)."""
+    """What the figures say about the claim, in sentences (never assumed): every
+    "beats" or "trails" is the verdict of a paired bootstrap interval, not of the
+    seeds' spread."""
     variants = evaluation["variants"]
+    compared = _compared(evaluation)
     out = []
     buckets = _buckets(evaluation)
-    longest = buckets[-1] if buckets else "all"
-
-    def auc(name: str, bucket: str) -> float:
-        cell = variants.get(name, {}).get("summary", {}).get(bucket, {}).get("auc")
-        return float("nan") if cell is None else cell["mean"]
-
-    def std(name: str, bucket: str) -> float:
-        cell = variants.get(name, {}).get("summary", {}).get(bucket, {}).get("auc")
-        return 0.0 if cell is None else cell["std"]
-
-    if "vista" in variants and "din_last100" in variants:
-        for bucket in ("all", longest):
-            gap = auc("vista", bucket) - auc("din_last100", bucket)
-            noise = max(std("vista", bucket), std("din_last100", bucket), 1e-4)
-            verdict = "beats" if gap > 2 * noise else "trails" if gap < -2 * noise else "matches"
+    longest = buckets[-1] if buckets else ALL
+    tested = _longest_tested(evaluation)
+    reference = reference_model(evaluation)
+    level = compared.get(ALL, {})
+    confidence = evaluation.get("intervals", {}).get("confidence", 0.95)
+    ci = f"{confidence:.0%} CI"
+    name = SHORT.get(reference, reference)
+    for bucket in dict.fromkeys(b for b in (ALL, tested) if b):
+        cell = compared.get(bucket, {})
+        for other, gap, word in differences(evaluation, bucket):
+            auc = cell["auc"]
+            spread = max(variants[m]["summary"].get(bucket, {}).get("auc", {}).get("std", 0.0)
+                         for m in (reference, other))  # fmt: skip
+            word = {"no significant difference": "shows no significant difference from",
+                    "not tested": "was not tested against"}.get(word, word)  # fmt: skip
             out.append(
-                f"On {'all users' if bucket == 'all' else f'histories {bucket}'}, VISTA "
-                f"{verdict} DIN-last-100: AUC {_fmt(auc('vista', bucket))} vs "
-                f"{_fmt(auc('din_last100', bucket))} (difference {gap:+.4f}; seed spread "
-                f"{noise:.4f})."
+                f"On {_bucket_words(bucket)}, {name} {word} {SHORT.get(other, other)}: AUC "
+                f"{_fmt(auc[reference]['estimate'])} vs {_fmt(auc[other]['estimate'])}, "
+                f"difference {_signed(gap)} ({ci}, paired bootstrap over {cell['users']:,} "
+                f"users; seed spread ± {spread:.4f})."
             )
-    if "vista" in variants and "full_attention" in variants:
-        gap = auc("vista", longest) - auc("full_attention", longest)
+    if tested != longest and longest != ALL:
+        cell = compared.get(longest, {})
+        need = evaluation.get("intervals", {}).get("min_users")
         out.append(
-            f"Against full attention over the raw tail (the intended upper bound), VISTA's AUC on "
-            f"histories {longest} differs by {gap:+.4f}."
+            f"Histories {longest} hold {cell.get('users', 0):,} user(s): too few for an "
+            f"interval (at least {need}), so no comparison is claimed there."
         )
+    for bucket in dict.fromkeys(b for b in (ALL, tested) if b):
+        headroom = headroom_cell(compared, bucket, reference)
+        if headroom and math.isfinite(headroom["estimate"]):
+            out.append(
+                f"{name} captures {_interval(headroom, percent=True)} of the "
+                f"headroom between the history-blind ranker and the oracle on "
+                f"{_bucket_words(bucket)}."
+            )
+    for bucket in dict.fromkeys(b for b in (ALL, tested) if b):
+        beyond = beyond_cell(compared, bucket)
+        if beyond and math.isfinite(beyond["estimate"]):
+            out.append(
+                f"Of the oracle's lift over knowing nothing, {_interval(beyond, percent=True)} "
+                f"lies beyond the last 2,048 events on {_bucket_words(bucket)}: what a "
+                "ranker reading only the recent tail cannot reach."
+            )
     if "oracle" in evaluation:
         out.append(
             f"The generator's oracle AUC (the ceiling) is {_fmt(evaluation['oracle']['all']['auc'])}"
             f" overall and {_fmt(evaluation['oracle'].get(longest, {}).get('auc'))} on {longest}."
         )
-    for name, v in variants.items():
+    if level and "valid_resamples" in level and level["valid_resamples"] < level["resamples"]:
+        out.append(f"{level['resamples'] - level['valid_resamples']} draws held one class only "
+                   "and were left out of the intervals.")  # fmt: skip
+    for model, v in variants.items():
         cost = v["scoring_cost"]
         if len(cost) > 1:
             growth = cost[-1]["seconds"] / max(cost[0]["seconds"], 1e-12)
             out.append(
-                f"{LABELS.get(name, name)}: scoring 1,000 candidates takes "
+                f"{LABELS.get(model, model)}: scoring 1,000 candidates takes "
                 f"{cost[0]['seconds'] * 1e3:.1f} ms at {cost[0]['history_length']:,} events and "
                 f"{cost[-1]['seconds'] * 1e3:.1f} ms at {cost[-1]['history_length']:,} "
                 f"({growth:.1f}x)."
@@ -107,16 +217,25 @@ def _plots(evaluation: dict, folder: Path) -> dict[str, str]:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     x = list(range(len(buckets)))
-    for name, v in variants.items():
-        means = [v["summary"].get(b, {}).get("auc", {}).get("mean", math.nan) for b in buckets]
-        stds = [v["summary"].get(b, {}).get("auc", {}).get("std", 0.0) for b in buckets]
-        ax.errorbar(x, means, yerr=stds, marker="o", capsize=3, label=LABELS.get(name, name))
-    if "oracle" in evaluation:
+    compared = _compared(evaluation)
+    for name in (*variants, *(c for c in WORLD_ORDER if c in compared.get(ALL, {}).get("auc", {}))):
+        cells = [compared.get(b, {}).get("auc", {}).get(name) for b in buckets]
+        if not any(cells):
+            continue
+        means = [c["estimate"] if c else math.nan for c in cells]
+        # the bootstrap interval as the error bar (zero length where none was drawn)
+        low = [c["estimate"] - c["low"] if c and math.isfinite(c["low"]) else 0.0 for c in cells]
+        high = [c["high"] - c["estimate"] if c and math.isfinite(c["high"]) else 0.0
+                for c in cells]  # fmt: skip
+        style = {"linestyle": "--", "color": "k"} if name == "oracle_prob" else {}
+        ax.errorbar(x, means, yerr=[low, high], marker="o", capsize=3,
+                    label=LABELS.get(name, name), **style)  # fmt: skip
+    if "oracle" in evaluation and "oracle_prob" not in compared.get(ALL, {}).get("auc", {}):
         ax.plot(x, [evaluation["oracle"].get(b, {}).get("auc", math.nan) for b in buckets],
                 "k--", label="oracle (ceiling)")  # fmt: skip
     ax.set_xticks(x, buckets)
     ax.set_xlabel("history length (events before the snapshot)")
-    ax.set_ylabel("AUC (mean ± std over seeds)")
+    ax.set_ylabel("AUC (mean over seeds, bootstrap interval)")
     ax.set_title("AUC by history-length bucket")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -159,6 +278,144 @@ def _plots(evaluation: dict, folder: Path) -> dict[str, str]:
     return files
 
 
+def _header(first: str, buckets: list[str]) -> list[str]:
+    return [f"| {first} | " + " | ".join(buckets) + " |", "|---|" + "---|" * len(buckets)]
+
+
+def _auc_cell(evaluation: dict, name: str, bucket: str) -> str:
+    """mean [low, high] (± seed std): the bootstrap interval beside the seeds' spread."""
+    cell = _compared(evaluation).get(bucket, {}).get("auc", {}).get(name)
+    seeds = evaluation["variants"].get(name, {}).get("summary", {}).get(bucket, {}).get("auc")
+    if cell is None:  # no intervals (an older evaluation): the seeds alone
+        return _mean_std(evaluation["variants"][name]["summary"], bucket, "auc")
+    text = _interval(cell)
+    if seeds is not None and seeds["n"] > 1 and text != "n/a":
+        text += f" (± {seeds['std']:.4f})"
+    return text
+
+
+def auc_table(evaluation: dict, buckets: list[str]) -> list[str]:
+    """Every model's AUC per bucket, and the oracle's (the ceiling) where known."""
+    confidence = evaluation.get("intervals", {}).get("confidence", 0.95)
+    lines = [
+        f"## AUC by history length: mean over seeds [{confidence:.0%} CI] (± seed std)",
+        "",
+        "The interval is a paired bootstrap over users (all of a user's impressions drawn "
+        "together); the seed spread is the standard deviation of the seeds' AUCs. A bucket "
+        f"with fewer than {evaluation.get('intervals', {}).get('min_users', '?')} users has "
+        "no interval ([–]).",
+        "",
+        *_header("model", buckets),
+    ]
+    for name in evaluation["variants"]:
+        cells = [_auc_cell(evaluation, name, b) for b in buckets]
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    compared = _compared(evaluation)
+    if "oracle_prob" in compared.get(ALL, {}).get("auc", {}):
+        cells = [_interval(compared.get(b, {}).get("auc", {}).get("oracle_prob")) for b in buckets]
+        lines.append("| oracle (ceiling) | " + " | ".join(cells) + " |")
+    elif "oracle" in evaluation:
+        cells = [_fmt(evaluation["oracle"].get(b, {}).get("auc")) for b in buckets]
+        lines.append("| oracle (ceiling) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def rows_table(evaluation: dict, buckets: list[str]) -> list[str]:
+    """Impressions, users and clicks per bucket: what each interval rests on."""
+    compared = _compared(evaluation)
+    if not compared:
+        first = next(iter(evaluation["variants"].values()))["summary"]
+        rows = [_fmt(first.get(b, {}).get("rows", {}).get("mean"), 0) for b in buckets]
+        return ["| rows | " + " | ".join(rows) + " |"]
+    lines = ["## Rows and users per bucket", "", *_header("", buckets)]
+    for key, label in (("rows", "impressions"), ("users", "users"), ("positives", "clicks")):
+        cells = [f"{compared[b][key]:,}" if b in compared else "0" for b in buckets]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def difference_table(evaluation: dict, buckets: list[str]) -> list[str]:
+    """The reference model minus each other model, per bucket, with the verdict that
+    the interval alone gives."""
+    reference = reference_model(evaluation)
+    others = [n for n in evaluation["variants"] if n != reference]
+    if not _compared(evaluation) or not others:
+        return []
+    confidence = evaluation["intervals"]["confidence"]
+    name = SHORT.get(reference, reference)
+    lines = [
+        f"## {name} minus each model: AUC difference [{confidence:.0%} CI]",
+        "",
+        'Paired: on every draw of users, both models\' AUCs are recomputed. "beats" when '
+        'the interval lies above zero, "trails" when below, else no significant '
+        "difference.",
+        "",
+        *_header(f"{name} minus", buckets),
+    ]
+    by_bucket = {b: {o: (gap, word) for o, gap, word in differences(evaluation, b)}
+                 for b in buckets}  # fmt: skip
+    for other in others:
+        cells = []
+        for b in buckets:
+            gap, word = by_bucket[b].get(other, (None, "not tested"))
+            cells.append("n/a" if gap is None else f"{_signed(gap)} {word}")
+        lines.append(f"| {LABELS.get(other, other)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def headroom_table(evaluation: dict, buckets: list[str]) -> list[str]:
+    """(AUC - blind) / (oracle - blind) per model and bucket, where both are known."""
+    compared = _compared(evaluation)
+    models = [n for n in evaluation["variants"]
+              if any(n in compared.get(b, {}).get("headroom", {}) for b in buckets)]  # fmt: skip
+    no_lift = "no headroom"  # the oracle does not beat the blind ranker by its interval
+    if not models:
+        return []
+    lines = [
+        "## Headroom captured: (AUC - blind) / (oracle - blind)",
+        "",
+        "The share of the gap between the history-blind ranker and the oracle that a model "
+        "closes (0%: no better than ignoring history; 100%: the oracle), per draw of users; "
+        '"no headroom" where the oracle does not beat the blind ranker by its interval.',
+        "",
+        *_header("model", buckets),
+    ]
+    for name in models:
+        cells = [_interval(headroom_cell(compared, b, name), percent=True)
+                 if _lift(compared.get(b, {}), "oracle_prob", "blind") else no_lift
+                 for b in buckets]  # fmt: skip
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def world_table(evaluation: dict, buckets: list[str]) -> list[str]:
+    """The oracle's AUC from nothing, the last 100 and 2,048 events and the whole
+    history, and the share of its lift beyond the last 2,048 (synthetic data only)."""
+    compared = _compared(evaluation)
+    if not all(c in compared.get(ALL, {}).get("auc", {}) for c in WORLD_ORDER):
+        return []
+    lines = [
+        "## The world's headroom: the oracle from more and more of the history",
+        "",
+        "The generator's click probability computed from nothing, the last 100 events, the "
+        "last 2,048 and the whole history: how much there is to gain, per bucket, by "
+        "reading further back. The last row is (whole - last 2,048) / (whole - nothing): "
+        '"no lift" where the whole-history oracle does not beat the one that reads '
+        "nothing by its interval.",
+        "",
+        *_header("oracle reads", buckets),
+    ]
+    for column in WORLD_ORDER:
+        cells = [_interval(compared.get(b, {}).get("auc", {}).get(column)) for b in buckets]
+        label = LABELS[column].removeprefix("oracle ").replace("(ceiling)", "the whole history")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    cells = [_interval(beyond_cell(compared, b), percent=True)
+             if _lift(compared.get(b, {}), "oracle_prob", "oracle_prob_blind") else "no lift"
+             for b in buckets]  # fmt: skip
+    lines.append("| share of the lift beyond the last 2,048 | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def render_markdown(evaluation: dict, plots: dict[str, str], title: str) -> str:
     variants = evaluation["variants"]
     buckets = ["all", *_buckets(evaluation)]
@@ -180,20 +437,14 @@ def render_markdown(evaluation: dict, plots: dict[str, str], title: str) -> str:
         "",
         *(f"- {line}" for line in findings(evaluation)),
         "",
-        "## AUC by history length (mean ± std over seeds)",
+        *auc_table(evaluation, buckets),
         "",
-        "| model | " + " | ".join(buckets) + " |",
-        "|---|" + "---|" * len(buckets),
+        *rows_table(evaluation, buckets),
+        "",
+        *difference_table(evaluation, buckets),
+        *headroom_table(evaluation, buckets),
+        *world_table(evaluation, buckets),
     ]
-    for name, v in variants.items():
-        cells = [_mean_std(v["summary"], b, "auc") for b in buckets]
-        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
-    if "oracle" in evaluation:
-        cells = [_fmt(evaluation["oracle"].get(b, {}).get("auc")) for b in buckets]
-        lines.append("| oracle (ceiling) | " + " | ".join(cells) + " |")
-    rows = [_fmt(next(iter(variants.values()))["summary"].get(b, {}).get("rows", {}).get("mean"),
-                  0) for b in buckets]  # fmt: skip
-    lines += ["| rows | " + " | ".join(rows) + " |", ""]
     lines += [
         "## All metrics, all users",
         "",
@@ -201,7 +452,6 @@ def render_markdown(evaluation: dict, plots: dict[str, str], title: str) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, v in variants.items():
-        s = v["summary"]["all"]
         cost = v["scoring_cost"]
         span = (
             f"{cost[0]['seconds'] * 1e3:.1f} ms @ {cost[0]['history_length']:,} → "
@@ -212,7 +462,6 @@ def render_markdown(evaluation: dict, plots: dict[str, str], title: str) -> str:
             f"{_mean_std(v['summary'], 'all', 'gauc')} | {_mean_std(v['summary'], 'all', 'log_loss')}"
             f" | {_mean_std(v['summary'], 'all', 'ne')} | {v['seconds_per_epoch']:.2f} | {span} |"
         )
-        del s
     if "oracle" in evaluation:
         o = evaluation["oracle"]["all"]
         lines.append(
@@ -254,13 +503,16 @@ def render_markdown(evaluation: dict, plots: dict[str, str], title: str) -> str:
 
 
 def write_report(folder: Path, evaluation: dict[str, Any], title: str) -> dict[str, str]:
-    """report.md, evaluation.json and the PNGs into ``folder``; returns their paths."""
+    """report.md, evaluation.json, predictions.parquet (when ``evaluation`` holds the
+    ``predictions`` frame) and the PNGs into ``folder``; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=float))
-    plots = _plots(evaluation, folder)
-    (folder / "report.md").write_text(render_markdown(evaluation, plots, title))
-    return {
-        "report": str(folder / "report.md"),
-        "evaluation": str(folder / "evaluation.json"),
-        **{k: str(folder / v) for k, v in plots.items()},
-    }
+    predictions = evaluation.get("predictions")
+    measured = {k: v for k, v in evaluation.items() if k != "predictions"}
+    files = {"report": str(folder / "report.md"), "evaluation": str(folder / "evaluation.json")}
+    if predictions is not None:
+        predictions.to_parquet(folder / PREDICTIONS, index=False)
+        files["predictions"] = str(folder / PREDICTIONS)
+    (folder / "evaluation.json").write_text(json.dumps(measured, indent=2, default=float))
+    plots = _plots(measured, folder)
+    (folder / "report.md").write_text(render_markdown(measured, plots, title))
+    return {**files, **{k: str(folder / v) for k, v in plots.items()}}
