@@ -188,14 +188,6 @@ def labelled(rows: pd.DataFrame, source: SourceConfig) -> pd.DataFrame:
     )
 
 
-def impressions_table(frame: pd.DataFrame, source: SourceConfig) -> pa.Table:
-    """global split: rows at or after the cutoff, labelled by ``label_column >= label_threshold``."""
-    _require_label(frame, source)
-    cutoff = pd.Timestamp(source.cutoff_date, tz="UTC")
-    later = labelled(frame[frame["event_timestamp"] >= cutoff], source)
-    return pa.Table.from_pandas(later, schema=IMPRESSIONS_SCHEMA, preserve_index=False)
-
-
 # ---------------------------------------------------------------- the per-user split
 # per_user impressions keep the event's real time beside the re-stamped one
 PER_USER_IMPRESSIONS_SCHEMA = IMPRESSIONS_SCHEMA.append(
@@ -307,9 +299,9 @@ def split_per_user(frame: pd.DataFrame, source: SourceConfig) -> SourceSplit:
     history, held = rows[~to_impressions], rows[to_impressions].reset_index(drop=True)
     as_of = per_user_as_of(history, source)
     day = impression_day(held, source.per_user_days)
-    stamped = held.assign(source_timestamp=held["event_timestamp"],
-                          event_timestamp=restamped(held, day, pd.Timestamp(as_of, tz="UTC")))  # fmt: skip
-    impressions = labelled(stamped, source).assign(source_timestamp=stamped["source_timestamp"])
+    stamps = restamped(held, day, pd.Timestamp(as_of, tz="UTC"))
+    impressions = labelled(held.assign(event_timestamp=stamps), source)
+    impressions["source_timestamp"] = held["event_timestamp"]  # both in split order
     users = rows.drop_duplicates("user_id")
     not_split = marks.loc[users.index, "not_split"].value_counts().to_dict()
     counts = {
