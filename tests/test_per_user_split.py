@@ -255,6 +255,7 @@ def test_windows_error_names_eval_days_and_the_value_needed():
     assert "ranker.eval_days <= 1" in message
     assert "\n" not in message
     assert "at least 2 impression days" in pipeline.windows_problem([], 1, as_of)
+    assert "source.per_user_share" in pipeline.windows_problem(["2026-01-05"], 1, as_of, True)
 
 
 def test_cold_start_rows_get_history_length_zero_not_null():

@@ -484,21 +484,27 @@ def impression_windows(cfg: VistaConfig, as_of: dt.datetime) -> tuple[list[str],
     )
     eval_days = cfg.ranker.eval_days
     if len(days) <= eval_days:
-        raise ValueError(windows_problem(days, eval_days, as_of.date()))
+        per_user = cfg.source is not None and cfg.source.split == "per_user"
+        raise ValueError(windows_problem(days, eval_days, as_of.date(), per_user))
     return days[:-eval_days], days[-eval_days:]
 
 
-def windows_problem(days: list[str], eval_days: int, as_of: dt.date) -> str:
+def windows_problem(days: list[str], eval_days: int, as_of: dt.date, per_user: bool = False) -> str:
     """One line: the impression days found, the setting, and what this data needs."""
     found = f"{len(days)} impression day(s) on or after as_of {as_of}" + (
         f" ({days[0]} .. {days[-1]})" if days else ""
     )
     if len(days) >= 2:
         need = f"this data needs ranker.eval_days <= {len(days) - 1}"
+    elif per_user:
+        # a user's only held-out event lands on the last day: few held-out events per
+        # user leave the first days empty
+        need = ("this data needs held-out events on at least 2 days: a larger "
+                "source.per_user_share, or a lower source.min_user_events if few users "
+                "were split (the ingest's split counts say)")  # fmt: skip
     else:
-        need = ("this data needs at least 2 impression days after the snapshot: an earlier "
-                "as_of (source.cutoff_date), or source.per_user_days >= ranker.eval_days + 1 "
-                "for a per-user split")  # fmt: skip
+        need = ("this data needs at least 2 impression days on or after the snapshot: an "
+                "earlier as_of (source.cutoff_date)")  # fmt: skip
     return (f"found {found}, but ranker.eval_days={eval_days} needs more than {eval_days} "
             f"(the last {eval_days} evaluate, the rest train): {need}")  # fmt: skip
 
