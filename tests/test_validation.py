@@ -93,20 +93,25 @@ def test_histories_suite_catches_a_leak_past_as_of_computed_in_spark(tmp_path, s
 
 
 def test_training_set_suite_names_labels_outside_0_1_and_low_summary_coverage(tmp_path):
-    from validation.suites import training_set_suite
+    from validation.suites import training_frame, training_set_suite
 
+    vector = np.zeros(8, np.float32)
     frame = pd.DataFrame({
         "impression_id": np.arange(10), "user_id": 1, "item_id": 2,
         "event_timestamp": pd.Timestamp("2026-07-31", tz="UTC"), "label": [0, 1] * 5,
-        "split": "train", "summary_length": [8.0] * 10, "history_length": 5,
+        "split": "train", "summary": [vector] * 10, "history_length": 5,
     })  # fmt: skip
-    assert run_suite(training_set_suite(8, 0.5), frame, tmp_path).success
+    assert run_suite(training_set_suite(8, 0.5), training_frame(frame), tmp_path).success
     bad = frame.assign(label=[0, 1, 2, 1, 0, 1, 0, 1, 0, 1],
-                       summary_length=[8.0] * 3 + [np.nan] * 7)  # fmt: skip
+                       summary=[vector] * 3 + [None] * 7)  # fmt: skip
     with pytest.raises(DataQualityError) as err:
-        run_suite(training_set_suite(8, 0.5), bad, tmp_path)
+        run_suite(training_set_suite(8, 0.5), training_frame(bad), tmp_path)
     assert "column 'label'" in str(err.value)
-    assert "column 'summary_length'" in str(err.value)
+    assert "column 'summary_joined'" in str(err.value)
+    assert "0.3)" in str(err.value)  # the observed coverage
+    # the same 7 rows without a summary are cold-start users: nothing they could cover
+    cold = bad.assign(label=[0, 1] * 5, cold_start=[False] * 3 + [True] * 7)
+    assert run_suite(training_set_suite(8, 0.5), training_frame(cold), tmp_path).success
 
 
 def test_summary_drift_warns_but_does_not_stop(tmp_path):

@@ -135,9 +135,23 @@ def histories_suite(max_history: int) -> SuiteSpec:
     )  # fmt: skip
 
 
-def training_set_suite(width: int, min_summary_coverage: float) -> SuiteSpec:
-    """The Feast training and evaluation frames (``split`` says which)."""
+def training_set_suite(
+    width: int, min_summary_coverage: float, check_coverage: bool = True
+) -> SuiteSpec:
+    """The Feast training and evaluation frames (``split`` says which; ``training_frame``
+    derives the checked columns). Coverage counts the impressions of users who had a
+    history before the snapshot (``summary_joined`` is null for cold-start users, who
+    have nothing to summarize); ``check_coverage`` False: there are none."""
     E = gx.expectations
+    coverage = [
+        E.ExpectColumnMeanToBeBetween(
+            column="summary_joined",
+            min_value=min_summary_coverage,
+            max_value=1,
+            description="share of impressions of users with a history whose summary joined "
+            "(point-in-time, within features.ttl_days); at least features.min_summary_coverage",
+        )
+    ]
     return SuiteSpec(
         name="training_set",
         critical=True,
@@ -148,16 +162,48 @@ def training_set_suite(width: int, min_summary_coverage: float) -> SuiteSpec:
             E.ExpectColumnValuesToBeUnique(column="impression_id"),
             E.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
             E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "eval"]),
-            E.ExpectColumnValuesToNotBeNull(
-                column="summary_length", mostly=min_summary_coverage,
-                description="share of impressions whose user has a summary in time "
-                "(point-in-time join within the feature view's ttl)",
-            ),
+            *(coverage if check_coverage else []),
             E.ExpectColumnValuesToBeBetween(column="summary_length", min_value=width,
                                             max_value=width),
             E.ExpectColumnValuesToBeBetween(column="history_length", min_value=0),
         ],
     )  # fmt: skip
+
+
+def training_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Scalar columns for ``training_set_suite`` from the Feast frames (``summary`` and
+    other object columns dropped): ``summary_length`` (null: no summary joined) and
+    ``summary_joined`` (1/0; null for a cold-start row, see ``cold_start``)."""
+    lengths = [np.nan if v is None else len(v) for v in frame["summary"]]
+    summary_length = pd.Series(lengths, index=frame.index, dtype="float64")
+    no_flag = pd.Series(False, index=frame.index)
+    cold = frame.get("cold_start", no_flag).astype(bool)
+    joined = summary_length.notna().astype("float64").where(~cold)
+    checked = frame.drop(columns=["summary"], errors="ignore").assign(
+        summary_length=summary_length, summary_joined=joined
+    )
+    return checked[[c for c in checked.columns if checked[c].dtype != object or c == "split"]]
+
+
+def summary_coverage_problem(frame: pd.DataFrame, min_summary_coverage: float) -> str | None:
+    """One line when the coverage is below the setting: what was found, the setting, and
+    the value this data needs (``frame`` from ``training_frame``)."""
+    joined = frame["summary_joined"].dropna()
+    if joined.empty or joined.mean() >= min_summary_coverage:
+        return None
+    coverage = float(joined.mean())
+    parts = ", ".join(
+        f"{name} {group.mean():.1%}" for name, group in
+        frame.dropna(subset=["summary_joined"]).groupby("split")["summary_joined"]
+    ) if "split" in frame else ""  # fmt: skip
+    needed = np.floor(coverage * 1000) / 1000
+    return (
+        f"training set: {coverage:.1%} of the {len(joined)} impressions of users with a history "
+        f"have a summary ({parts}; point-in-time join within features.ttl_days), below "
+        f"features.min_summary_coverage={min_summary_coverage}: this data needs "
+        f"features.min_summary_coverage <= {needed:g}, or summaries nearer the impressions "
+        "(an as_of just before them, a longer features.ttl_days)"
+    )
 
 
 def summary_drift_suite(max_relative_change: float) -> SuiteSpec:

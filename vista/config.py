@@ -424,7 +424,28 @@ class SourceConfig(_Section):
     event_type: str = "view"
     label_column: str = "rating"
     label_threshold: float = 4.0
-    cutoff_date: dt.date
+    # The snapshot date (the default as_of). global: events before it are the history,
+    # events at or after it the labelled impressions (required). per_user: the held-out
+    # events are laid on the days from this date on; null (the default there): the day
+    # after the last event that stays history (datasets/loaders.py says why)
+    cutoff_date: dt.date | None = None
+    # global: one cutoff date for everyone. per_user: the last per_user_share of each
+    # user's events are that user's impressions, for data whose users are active in
+    # different years (a global cutoff leaves most of them without history or without
+    # impressions). Trade-offs: datasets/loaders.py, conf/movielens-per-user.yaml
+    split: Literal["global", "per_user"] = "global"
+    # per_user: share of each user's events held out (rounded to whole timestamps, at
+    # least one event; the user keeps at least one timestamp of history)
+    per_user_share: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    # per_user: a user with fewer events than this (or with a single timestamp) is not
+    # split; short_users says where their events go, and the ingest counts them
+    min_user_events: Annotated[int, Field(ge=2, le=1_000_000)] = 2
+    # history: all their events stay history (no labels from them); cold_start: all
+    # become impressions with an empty history (the evaluation's cold-start bucket)
+    short_users: Literal["history", "cold_start"] = "history"
+    # per_user: days from the snapshot over which each user's held-out events are spread
+    # in order; the last ranker.eval_days of them are the evaluation days
+    per_user_days: Annotated[int, Field(ge=2, le=365)] = 4
 
     @model_validator(mode="after")
     def _mapping_complete(self) -> SourceConfig:
@@ -433,6 +454,16 @@ class SourceConfig(_Section):
             raise ValueError(f"columns must map {sorted(missing)} to columns of the file")
         if self.items_path is not None and not {"item_id", "category"} <= set(self.item_columns):
             raise ValueError("item_columns must map item_id and category when items_path is set")
+        if self.split == "global" and self.cutoff_date is None:
+            raise ValueError("cutoff_date is required when split is global (the snapshot date: "
+                             "earlier events are the history, later ones the impressions)")  # fmt: skip
+        if self.split == "per_user":
+            if self.label_column not in self.columns:
+                raise ValueError(f"split per_user needs the label column {self.label_column!r} "
+                                 "mapped in columns (held-out events become labelled impressions)")  # fmt: skip
+            if "{date}" in str(self.events_path):
+                raise ValueError("split per_user splits each user's whole history at once; "
+                                 "events_path cannot name one day's files with {date}")  # fmt: skip
         return self
 
     def resolved(self, root: Path) -> SourceConfig:
@@ -457,6 +488,28 @@ class VistaConfig(_Section):
     features: FeaturesConfig = FeaturesConfig()
     airflow: AirflowConfig = AirflowConfig()
     source: SourceConfig | None = None
+
+    @model_validator(mode="after")
+    def _per_user_days_fit(self) -> VistaConfig:
+        source = self.source
+        if source is None or source.split != "per_user":
+            return self
+        days, eval_days = source.per_user_days, self.ranker.eval_days
+        if days <= eval_days:
+            raise ValueError(
+                f"source.per_user_days={days} must be more than ranker.eval_days={eval_days} "
+                f"(some days must be left to train on): set source.per_user_days >= "
+                f"{eval_days + 1}"
+            )
+        # the last held-out events are stamped up to per_user_days after the snapshot; the
+        # point-in-time join only sees a summary younger than the ttl
+        if days > self.features.ttl_days:
+            raise ValueError(
+                f"source.per_user_days={days} is longer than features.ttl_days="
+                f"{self.features.ttl_days}: the last impressions would find no summary; set "
+                f"features.ttl_days >= {days}"
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -48,10 +48,13 @@ def as_of_datetime(as_of: str | dt.date | dt.datetime) -> dt.datetime:
 
 
 def default_as_of(cfg: VistaConfig) -> str:
-    """The data's cutoff (the source's, else the generator's): the run date whose
-    snapshot precedes the impressions."""
+    """The run date whose snapshot precedes the impressions: the generator's cutoff, the
+    source's ``cutoff_date``, or for a per-user split without one the day after the last
+    event it keeps as history (``datasets.loaders.source_as_of`` reads the source)."""
     if cfg.source is not None:
-        return cfg.source.cutoff_date.isoformat()
+        from datasets.loaders import source_as_of
+
+        return source_as_of(cfg.source).isoformat()
     return cfg.generator.cutoff.date().isoformat()
 
 
@@ -177,13 +180,30 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     read and validated before anything is committed, so an unreadable file commits
     nothing. Order of commits: quarantine (replaces the files' rows), impressions and
     events (insert rows whose key is not there yet), so a crash between them is
-    repaired by the rerun."""
+    repaired by the rerun.
+
+    A per-user split (``source.split: per_user``) splits each user's whole history at
+    once, so it ingests all files in one go: files arriving after the first ingest are
+    refused until ``force`` re-ingests everything. Its impressions are stamped after the
+    split's own snapshot date (``result["split"]["as_of"]``), whatever ``as_of`` is."""
     from deltalake import CommitProperties
     from deltalake.transaction import Transaction
 
-    from datasets.ingest import QUARANTINE_SCHEMA, file_key, quarantine_table, source_files
+    from datasets.ingest import (
+        QUARANTINE_SCHEMA,
+        SourceError,
+        file_key,
+        quarantine_table,
+        source_files,
+    )
     from datasets.ingest import source_format as fmt_of
-    from datasets.loaders import events_table, impressions_table, prepare_file, read_items
+    from datasets.loaders import (
+        events_table,
+        impressions_arrow,
+        prepare_file,
+        read_items,
+        split_source,
+    )
 
     source = cfg.source
     events_path, impressions_path = cfg.paths.table(EVENTS), cfg.paths.table(IMPRESSIONS)
@@ -202,6 +222,13 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     }
     if not pending:
         return {**result, "generated": False, "reason": "every source file is already ingested"}
+    if source.split == "per_user" and len(pending) < len(files):
+        raise SourceError(
+            f"source.split=per_user: {len(pending)} new file(s) (first: {pending[0]}) arrived "
+            f"after {len(files) - len(pending)} were ingested; a per-user split needs every "
+            "file at once: re-ingest all with --force (vista generate --force, or the DAG "
+            "param regenerate)"
+        )
     now = dt.datetime.now(dt.UTC)
     items = read_items(source)
     goods, bads, duplicates = [], [], 0
@@ -219,9 +246,11 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     lake.write_arrow(quarantine_path, quarantined, ["ingest_date"],
                      replace_where=f"source_file IN ({names})" if lake.table_exists(
                          quarantine_path) else None)  # fmt: skip
-    events = events_table(good)
-    impressions = impressions_table(good, source) if source.label_column in good else None
-    if impressions is not None:
+    split = split_source(good, source)
+    events = events_table(split.events)
+    impressions = None
+    if split.impressions is not None:
+        impressions = impressions_arrow(split.impressions, source)
         lake.merge_new_rows(impressions_path, impressions, ["impression_id"], ["impression_date"])
     commit = CommitProperties(
         app_transactions=[Transaction(keys[p], 1) for p in pending],
@@ -245,6 +274,7 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
         "quarantined_by_reason": {r["values"]: int(r["counts"]) for r in reasons},
         "impressions": 0 if impressions is None else impressions.num_rows,
         "users": len(pc.unique(events["user_id"])),
+        "split": split.counts,
         "seconds": round(time.perf_counter() - started, 2),
     }
 
@@ -452,12 +482,31 @@ def impression_windows(cfg: VistaConfig, as_of: dt.datetime) -> tuple[list[str],
     days = sorted(
         {p["impression_date"] for p in dates if p["impression_date"] >= str(as_of.date())}
     )
-    if len(days) <= cfg.ranker.eval_days:
-        raise ValueError(
-            f"need more than ranker.eval_days={cfg.ranker.eval_days} impression days on or "
-            f"after {as_of.date()}, found {days}"
-        )
-    return days[: -cfg.ranker.eval_days], days[-cfg.ranker.eval_days :]
+    eval_days = cfg.ranker.eval_days
+    if len(days) <= eval_days:
+        per_user = cfg.source is not None and cfg.source.split == "per_user"
+        raise ValueError(windows_problem(days, eval_days, as_of.date(), per_user))
+    return days[:-eval_days], days[-eval_days:]
+
+
+def windows_problem(days: list[str], eval_days: int, as_of: dt.date, per_user: bool = False) -> str:
+    """One line: the impression days found, the setting, and what this data needs."""
+    found = f"{len(days)} impression day(s) on or after as_of {as_of}" + (
+        f" ({days[0]} .. {days[-1]})" if days else ""
+    )
+    if len(days) >= 2:
+        need = f"this data needs ranker.eval_days <= {len(days) - 1}"
+    elif per_user:
+        # a user's only held-out event lands on the last day: few held-out events per
+        # user leave the first days empty
+        need = ("this data needs held-out events on at least 2 days: a larger "
+                "source.per_user_share, or a lower source.min_user_events if few users "
+                "were split (the ingest's split counts say)")  # fmt: skip
+    else:
+        need = ("this data needs at least 2 impression days on or after the snapshot: an "
+                "earlier as_of (source.cutoff_date)")  # fmt: skip
+    return (f"found {found}, but ranker.eval_days={eval_days} needs more than {eval_days} "
+            f"(the last {eval_days} evaluate, the rest train): {need}")  # fmt: skip
 
 
 def read_impressions(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
@@ -676,34 +725,77 @@ def publish_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- 6. ranker
-def training_set(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
-    """Impressions of ``days`` joined point-in-time with their summaries via Feast."""
+def training_set(
+    cfg: VistaConfig, days: list[str], as_of: dt.datetime | None = None
+) -> pd.DataFrame:
+    """Impressions of ``days`` joined point-in-time with their summaries via Feast; with
+    ``as_of``, cold-start rows are marked (``mark_cold_start``)."""
     from vista import features
 
     store = features.feature_store(cfg)
     entity_df = read_impressions(cfg, days).drop(columns=["impression_date"])
     frame = features.training_frame(store, entity_df)
+    if as_of is not None:
+        frame = mark_cold_start(frame, snapshot_users(cfg, as_of))
     return frame.sort_values("impression_id").reset_index(drop=True)
+
+
+def snapshot_users(cfg: VistaConfig, as_of: dt.datetime) -> np.ndarray:
+    """Users with at least one event before ``as_of`` (the histories snapshot's rows)."""
+    table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=_partition_filter(as_of),
+                            columns=["user_id"])  # fmt: skip
+    return table.column("user_id").to_numpy()
+
+
+def mark_cold_start(frame: pd.DataFrame, users_with_history: np.ndarray) -> pd.DataFrame:
+    """``cold_start``: the user had no event before the snapshot, so no summary joined.
+
+    Their history_length is 0 (known: nothing to summarize), not the join's null, and
+    their summary stays null: the ranker scores them as serving scores a user the online
+    store does not know (zeros plus a no-summary flag), so training and serving agree. An
+    empty-history summary row would instead give them an input that unknown users never
+    get at serving time. A null history_length left on a user *with* a history means the
+    join found no summary in time (features.ttl_days), which the coverage check counts."""
+    cold = ~frame["user_id"].isin(users_with_history) & frame["history_length"].isna()
+    lengths = frame["history_length"].where(~cold, 0)
+    return frame.assign(cold_start=cold.to_numpy(), history_length=lengths)
 
 
 def validate_training_set(
     cfg: VistaConfig, as_of: dt.datetime, train: pd.DataFrame, test: pd.DataFrame
 ) -> dict[str, Any]:
-    """The critical training-set suite on the Feast frames, before any training."""
-    from validation.checkpoints import run_suite
-    from validation.suites import training_set_suite
+    """The critical training-set suite on the Feast frames, before any training. A
+    coverage below features.min_summary_coverage fails with a first line that says what
+    was found and the value this data needs."""
+    from validation.checkpoints import DataQualityError, run_suite
+    from validation.suites import summary_coverage_problem, training_frame, training_set_suite
 
     frame = pd.concat([train.assign(split="train"), test.assign(split="eval")],
                       ignore_index=True)  # fmt: skip
-    lengths = [np.nan if v is None else len(v) for v in frame["summary"]]
-    checked = frame.drop(columns=["summary"], errors="ignore").assign(
-        summary_length=pd.Series(lengths, index=frame.index, dtype="float64")
+    checked = training_frame(frame)
+    width, minimum = cfg.summarizer.n_seeds * cfg.summarizer.dim, cfg.features.min_summary_coverage
+    with_history = int(checked["summary_joined"].notna().sum())
+    suite = training_set_suite(width, minimum, check_coverage=with_history > 0)
+    try:
+        outcome = run_suite(suite, checked, report_dir(cfg, as_of)).to_dict()
+    except DataQualityError as exc:
+        problem = summary_coverage_problem(checked, minimum)
+        if problem is None:
+            raise
+        raise DataQualityError(f"{problem}\n{exc}") from None
+    cold = int(len(checked) - with_history)
+    return {**outcome, "cold_start_rows": cold, "rows_with_history": with_history}
+
+
+def ttl_problem(cfg: VistaConfig, as_of: dt.datetime, days: list[str], rows: int) -> str:
+    """One line: no impression of a user with a history found a summary in time."""
+    needed = (dt.date.fromisoformat(days[-1]) - as_of.date()).days + 1
+    return (
+        f"none of the {rows} evaluation impressions ({days[0]} .. {days[-1]}) of users with a "
+        f"history has a summary from as_of {as_of.date()}: features.ttl_days="
+        f"{cfg.features.ttl_days} is shorter than their distance from the snapshot; this data "
+        f"needs features.ttl_days >= {needed} (or an as_of just before the impressions)"
     )
-    checked = checked[[c for c in checked.columns if checked[c].dtype != object
-                       or c in ("split",)]]  # fmt: skip
-    width = cfg.summarizer.n_seeds * cfg.summarizer.dim
-    suite = training_set_suite(width, cfg.features.min_summary_coverage)
-    return run_suite(suite, checked, report_dir(cfg, as_of)).to_dict()
 
 
 def train_and_evaluate_ranker(
@@ -716,19 +808,18 @@ def train_and_evaluate_ranker(
     from vista.evaluation import ranker_spec
 
     train_days, eval_days = impression_windows(cfg, as_of)
-    train, test = training_set(cfg, train_days), training_set(cfg, eval_days)
+    train, test = training_set(cfg, train_days, as_of), training_set(cfg, eval_days, as_of)
     quality = validate_training_set(cfg, as_of, train, test)
+    # cold-start users have no summary to find; everyone else should have found one
+    with_history = test[~test["cold_start"]]
+    if len(with_history) and with_history["summary"].isna().all():
+        raise ValueError(ttl_problem(cfg, as_of, eval_days, len(with_history)))
     started = time.perf_counter()
     # ranker_v1's feature service holds the summaries only, no raw items
     spec = dataclasses.replace(ranker_spec(cfg, "vista"), recent_items=0)
     model, curve = train_ranker(train, cfg.ranker, spec, progress)
     train_seconds = time.perf_counter() - started
     coverage = float(test["summary"].notna().mean())
-    if coverage == 0:
-        raise ValueError(
-            f"no evaluation impression ({eval_days}) has a summary from as_of {as_of.date()} "
-            "within the feature view's ttl: pick an as_of just before the impressions"
-        )
     labels, users = test["label"].to_numpy(), test["user_id"].to_numpy()
     metrics = {"ranker_v1": ranking_metrics(labels, score(model, test), users)}
     oracle = test["oracle_prob"].to_numpy(dtype=float)
@@ -743,6 +834,7 @@ def train_and_evaluate_ranker(
         "train_rows": len(train),
         "eval_rows": len(test),
         "summary_coverage": coverage,
+        "eval_cold_start_rows": int(test["cold_start"].sum()),
         "training_curve": curve.to_dict(),
         "train_seconds": round(train_seconds, 2),
         "metrics": metrics,
