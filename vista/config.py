@@ -321,10 +321,12 @@ class ProbeConfig(_Section):
         1_000_000,
     ]
     # probe users per length: ``users``, fewer where that exceeds ``max_events_per_length``
-    # events in all, never fewer than ``min_users``
-    users: Annotated[int, Field(ge=4, le=100_000)] = 200
-    min_users: Annotated[int, Field(ge=4, le=100_000)] = 24
-    max_events_per_length: Annotated[int, Field(ge=1_000, le=10_000_000_000)] = 24_000_000
+    # events in all, never fewer than ``min_users`` (at ~1-3 s per user at 1M events on a
+    # CPU the defaults take 100 users there, 256 below). Every length's probes are fitted
+    # on as many users: a training fold of the length with the fewest users
+    users: Annotated[int, Field(ge=4, le=100_000)] = 256
+    min_users: Annotated[int, Field(ge=4, le=100_000)] = 96
+    max_events_per_length: Annotated[int, Field(ge=1_000, le=10_000_000_000)] = 100_000_000
     # the last-N baseline: the same summarizer applied to the last N events only
     baseline_events: Annotated[int, Field(ge=1, le=1_000_000)] = 100
     categories: Annotated[int, Field(ge=1, le=1_000)] = 8  # most frequent categories probed
