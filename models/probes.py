@@ -28,7 +28,10 @@ internals: it works on any module that maps a HistoryBatch to (B, K, D) tokens.
 
 Figures come from out-of-fold predictions (every probe user is scored by a probe that
 never saw them: K-fold cross-fitting over probe users), with a 95% percentile
-bootstrap interval over probe users.
+bootstrap interval over the scored users (the fitted probes held fixed). Long histories
+are costly, so fewer users are sampled there; every length's probes are nevertheless
+fitted on the same number of users (``common_train_size``), since a probe's R^2 grows
+with its training set and a trend with length must not be a trend in sample size.
 """
 
 from __future__ import annotations
@@ -164,17 +167,31 @@ def plan_needles(
 ) -> np.ndarray:
     """(n_users, n_needles) depth at which each needle is planted, 0 = not planted.
 
-    Each user pairs a random subset of needles with distinct depths that fit the
-    length (so positions never collide); each pair is planted with probability 1/2,
-    so every needle is present in some users and absent in others at every depth."""
+    Needles are independent of one another: each is planted with probability 1/2 at a
+    depth drawn from those in ``depths`` that fit the length. (Were they not, say each
+    user's needles took distinct depths, then needle j at depth d would push the other
+    needles elsewhere, and a probe could read j off the others: a needle past the last
+    100 events would look visible to the last-100 features.) Two needles cannot share
+    an event, so when a depth is taken the later needle (random order) moves to the
+    next older free event; it is then off the depth grid, which counts exact depths."""
     valid = np.asarray([d for d in depths if d <= length], dtype=np.int64)
+    if n_needles > length:
+        raise ProbeInputError(f"{n_needles} needles do not fit a history of {length} events")
     plan = np.zeros((n_users, n_needles), dtype=np.int64)
-    m = min(n_needles, len(valid))
+    if len(valid) == 0:  # every depth is beyond this length: no needle here
+        return plan
     for user in range(n_users):
-        needles = rng.permutation(n_needles)[:m]
-        chosen = rng.permutation(valid)[:m]
-        keep = rng.random(m) < 0.5
-        plan[user, needles[keep]] = chosen[keep]
+        present = rng.random(n_needles) < 0.5
+        drawn = rng.choice(valid, n_needles)
+        taken: set[int] = set()
+        for needle in np.flatnonzero(present)[rng.permutation(int(present.sum()))]:
+            depth, step = int(drawn[needle]), 1
+            while depth in taken:
+                depth += step
+                if depth > length:  # nothing older is free: look at newer events
+                    depth, step = int(drawn[needle]) - 1, -1
+            taken.add(depth)
+            plan[user, needle] = depth
     return plan
 
 

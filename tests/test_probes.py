@@ -52,15 +52,18 @@ def test_needle_is_planted_at_the_exact_depth_and_found_there():
         probes.plant_needles(h, needles, np.array([11, 0, 0]))
 
 
-def test_needle_plan_uses_distinct_depths_that_fit():
-    plan = probes.plan_needles(400, 100, [1, 10, 100, 1000], 4, np.random.default_rng(0))
-    assert set(np.unique(plan)) == {0, 1, 10, 100}
-    for row in plan:
+def test_needles_are_planted_independently_at_distinct_depths_that_fit():
+    plan = probes.plan_needles(4000, 100, [1, 10, 100, 1000], 4, np.random.default_rng(0))
+    assert plan.max() <= 100
+    for row in plan[:500]:
         present = row[row > 0]
         assert len(set(present.tolist())) == len(present)
-    # every needle is present in some users and absent in others
-    assert ((plan > 0).mean(0) > 0.2).all()
-    assert ((plan > 0).mean(0) < 0.6).all()
+    assert np.isin(plan[plan > 0], [1, 10, 100]).mean() > 0.75  # the rest: collisions, moved
+    assert np.allclose((plan > 0).mean(0), 0.5, atol=0.03)
+    # needle 1's depth does not tell where needle 0 is (else a probe could read it off)
+    deep_0, absent_0 = plan[:, 0] == 100, plan[:, 0] == 0
+    for depth in (0, 1, 10):
+        assert abs((plan[deep_0, 1] == depth).mean() - (plan[absent_0, 1] == depth).mean()) < 0.05
 
 
 def test_sampled_history_keeps_the_source_mix_span_and_is_seeded():
@@ -196,7 +199,8 @@ def test_a_summary_with_perfect_memory_finds_every_needle_and_last_100_only_rece
         np.array_equal(a, b, equal_nan=True) for a, b in zip(data.truth, again.truth, strict=True)
     )
     assert np.array_equal(data.features["last_n"], again.features["last_n"])
-    assert set(np.unique(data.truth.needles)) == {0, 1, 50, 300}
+    # on the grid, or one or two events older after a collision
+    assert set(np.unique(data.truth.needles)) <= {0, 1, 2, 3, 50, 51, 52, 300, 301, 302}
     folds = probes.fold_ids(160, 4, 0)
     full = probes.evaluate_probes(data.features["full"], data.truth, [1, 50, 300], folds, 30, 0)
     last = probes.evaluate_probes(data.features["last_n"], data.truth, [1, 50, 300], folds, 30, 0)
@@ -220,6 +224,8 @@ def test_a_depth_beyond_the_longest_length_is_refused_with_the_field_and_range()
     assert "depths [5000]" in message
     assert "1..1600" in message
     ProbeConfig(lengths=[100, 1000], depths=[1, 1000])  # at the longest length is fine
+    with pytest.raises(ValueError, match=r"needles \(4\) must be <= the shortest length \(2\)"):
+        ProbeConfig(lengths=[2, 100], depths=[1], needles=4)
 
 
 def test_cli_refuses_a_deep_needle_before_any_work(tmp_path, monkeypatch):

@@ -349,6 +349,10 @@ class ProbeConfig(_Section):
                 f"depths {beyond} beyond the longest history length {longest}: "
                 f"each depth must be in 1..{longest} (the range of probe.lengths)"
             )
+        if self.needles > min(self.lengths):
+            raise ValueError(
+                f"needles ({self.needles}) must be <= the shortest length ({min(self.lengths)})"
+            )
         if self.min_users > self.users:
             raise ValueError(f"min_users ({self.min_users}) must be <= users ({self.users})")
         if self.folds > self.min_users:

@@ -255,8 +255,9 @@ def render_probe_section(probes: dict) -> str:
     lines += [
         "",
         f"**(b) Needle items.** AUC of a probe per needle item ({len(probes['needle_items'])} "
-        "items no source user has), planted at an exact depth (1 = the most recent event): "
-        "histories with the needle at that depth against histories without it, mean over "
+        "fresh item ids whose embedding rows no source item uses), each planted in half of "
+        "the histories at a depth drawn from the grid (1 = the most recent event): histories "
+        "with the needle at exactly that depth against histories without it, mean over "
         "needles. 0.5 is chance.",
         "",
         "| history length | features | " + " | ".join(f"depth {d:,}" for d in depths) + " |",
