@@ -54,6 +54,9 @@ MICROS_PER_DAY = 86_400_000_000
 MIX_SHARE = 0.05
 # ridge penalties tried by GCV, on standardised features
 ALPHAS = np.logspace(-2, 6, 17)
+# a source history is thinned to this many events (evenly, so its mix, drift and span
+# stay): what sampling needs, and 256 sources of 1M events would not fit in memory
+SOURCE_MAX_EVENTS = 20_000
 # fallback sources (no usable histories snapshot): events and span of each
 FALLBACK_EVENTS = 200
 FALLBACK_SPAN_DAYS = 90
@@ -115,6 +118,15 @@ def sample_history(source: History, length: int, rng: np.random.Generator) -> Hi
     idx = np.clip(np.rint(pos).astype(np.int64) + jitter, 0, n - 1)
     times = np.interp(pos, np.arange(n), source.timestamps.astype(np.float64))
     return History(source.items[idx], source.categories[idx], times.astype(np.int64))
+
+
+def thin_history(history: History, max_events: int = SOURCE_MAX_EVENTS) -> History:
+    """At most ``max_events`` events, evenly spaced in order (first and last kept)."""
+    n = len(history.items)
+    if n <= max_events:
+        return history
+    keep = np.linspace(0, n - 1, max_events).round().astype(np.int64)
+    return History(*(a[keep] for a in history))
 
 
 def synthetic_sources(n_users: int, n_categories: int, as_of_us: int, seed: int) -> list[History]:

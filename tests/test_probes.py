@@ -88,6 +88,17 @@ def test_sampled_history_keeps_the_source_mix_span_and_is_seeded():
     assert abs((a.categories == 1).mean() - 1 / 3) < 0.05
 
 
+def test_long_sources_are_thinned_evenly_keeping_their_span():
+    h = History(np.arange(1000), np.arange(1000) // 500, np.arange(1000) * DAY)
+    thin = probes.thin_history(h, 100)
+    assert len(thin.items) == 100
+    assert thin.items[0] == 0
+    assert thin.items[-1] == 999
+    assert np.all(np.diff(thin.timestamps) > 0)
+    assert (thin.categories == 1).mean() == 0.5
+    assert probes.thin_history(h, 5000) is h
+
+
 def test_needles_avoid_every_row_the_sources_use():
     used = np.array([1, 2, 3, 5])
     candidates = np.arange(10, 20)

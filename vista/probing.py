@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,25 +96,48 @@ def load_sources(
         return sources, {"kind": "synthetic", "users": n_users, "note": note}
     rng = np.random.default_rng([p.seed, 0])
     drawn = rng.choice(eligible, n_users, replace=len(eligible) < n_users)
-    table = lake.read_arrow(
-        path,
-        filters=[*day_filter, ("user_id", "in", sorted(set(drawn.tolist())))],
-        columns=["user_id", "item_ids", "categories", "event_timestamps"],
-    )
-    by_user = {
-        int(row["user_id"]): probes.History(
-            np.asarray(row["item_ids"], np.int64),
-            np.asarray(row["categories"], np.int64),
-            np.asarray(row["event_timestamps"], np.int64),
-        )
-        for row in table.to_pylist()
-    }
+    by_user = dict(_read_histories(path, as_of, sorted(set(drawn.tolist()))))
     return [by_user[int(u)] for u in drawn], {
         "kind": "user_histories",
         "users": len(by_user),
         "eligible_users": len(eligible),
         "with_replacement": bool(len(eligible) < n_users),
     }
+
+
+def _read_histories(
+    path, as_of: dt.datetime, user_ids: list[int]
+) -> Iterator[tuple[int, probes.History]]:
+    """(user_id, thinned history) of these users, streamed a few rows at a time: the
+    arrays of 256 users of 1M events each never sit in memory together."""
+    import pyarrow.compute as pc
+    from pyarrow import fs as pa_fs
+
+    table = lake.open_table(path)
+    local = None
+    if table.table_uri.startswith("file://") or "://" not in table.table_uri:
+        # Arrow's native filesystem for local tables, as lake.arrow_of does (and why)
+        local = pa_fs.SubTreeFileSystem(
+            table.table_uri.removeprefix("file://"), pa_fs.LocalFileSystem()
+        )
+    dataset = table.to_pyarrow_dataset(
+        partitions=[("as_of_date", "=", as_of.date().isoformat())], filesystem=local
+    )
+    columns = ["item_ids", "categories", "event_timestamps"]
+    batches = dataset.to_batches(
+        columns=["user_id", *columns], batch_size=8, filter=pc.field("user_id").isin(user_ids)
+    )
+    for batch in batches:
+        # a list column's values are shared by the batch; offsets index into them
+        lists = [batch.column(c) for c in columns]
+        values = [lst.values.to_numpy(zero_copy_only=False) for lst in lists]
+        offsets = [lst.offsets.to_numpy() for lst in lists]
+        for row, user in enumerate(batch.column("user_id").to_pylist()):
+            arrays = (
+                v[o[row] : o[row + 1]].astype(np.int64)
+                for v, o in zip(values, offsets, strict=True)
+            )
+            yield int(user), probes.thin_history(probes.History(*arrays))
 
 
 def choose_needles(sources: list[probes.History], n: int, as_of_us: int, cfg) -> np.ndarray:
