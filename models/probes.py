@@ -4,9 +4,11 @@ Three questions, each answered by a linear read-out of the flattened (K * D) sum
 fitted on some probe users and scored on the others:
 
 (a) counts: log(1 + number of events) of each probed category (regression, R^2);
-(b) needles: is needle item j in the history? Needle items are fresh ids that no
-    source event uses, planted at exact depths (depth 1 = the most recent event);
-    AUC per depth, positives at that depth against histories without the needle;
+(b) needles: is needle item j in the history? Needle items are fresh ids whose
+    embedding rows no source event uses (an arbitrary event, not a popular one), each
+    planted in half of the histories, independently, at an exact depth drawn from a
+    grid (depth 1 = the most recent event); AUC per depth, histories with the needle
+    at that depth against histories without it;
 (c) recency: log(1 + days since the last event) of each probed category, over the
     users who have that category (regression, R^2).
 

@@ -106,7 +106,7 @@ def load_sources(
 
 
 def _read_histories(
-    path, as_of: dt.datetime, user_ids: list[int]
+    path: Path, as_of: dt.datetime, user_ids: list[int]
 ) -> Iterator[tuple[int, probes.History]]:
     """(user_id, thinned history) of these users, streamed a few rows at a time: the
     arrays of 256 users of 1M events each never sit in memory together."""
@@ -169,9 +169,8 @@ def run_probes(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True) -> d
 
     started = time.perf_counter()
     current = pipeline.current_summarizer(cfg)
-    check_versions(
-        current["version"], snapshot_summarizer_version(cfg, as_of, current["version"]), as_of
-    )
+    stored = snapshot_summarizer_version(cfg, as_of, current["version"])
+    check_versions(current["version"], stored, as_of)
     model = load_checkpoint(Path(current["path"]), cfg.summarizer)
     loaded = model.version() if hasattr(model, "version") else current["version"]
     if loaded != current["version"]:
@@ -182,7 +181,7 @@ def run_probes(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True) -> d
     p = cfg.probe
     as_of_us = int(as_of.timestamp() * 1e6)
     lengths = sorted(p.lengths)
-    sources, source = load_sources(cfg, as_of, probes.users_at(lengths[0], p))
+    sources, source = load_sources(cfg, as_of, max(probes.users_at(n, p) for n in lengths))
     categories = probes.top_categories(sources, p.categories)
     needle_ids = choose_needles(sources, p.needles, as_of_us, cfg.summarizer)
     train_size = probes.common_train_size(p)
@@ -212,6 +211,8 @@ def run_probes(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True) -> d
         "as_of": as_of.date().isoformat(),
         "profile": cfg.profile,
         "summarizer_version": current["version"],
+        # None: the snapshot has no stored summaries (nothing to mix with)
+        "snapshot_summarizer_version": stored,
         "summary_width": int(data.features["full"].shape[1]),
         "train_users": train_size,
         "source": source,
