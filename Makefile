@@ -18,7 +18,7 @@ export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run run-movielens report report-movielens report-movielens-per-user ablate test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres airflow-postgres airflow-postgres-stop clean clean-state lock
+.PHONY: help install run run-movielens report report-lifelong report-movielens report-movielens-per-user ablate probe test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres airflow-postgres airflow-postgres-stop clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ report: install ## VISTA vs raw-history baselines (3 seeds each): reports/<as_of
 
 ablate: install ## VISTA ablations (recon on/off, K 32/64/128, staleness): reports/<as_of>/ablations.md
 	$(BIN)/vista ablate
+
+probe: install ## Linear probes on frozen summaries vs history length (counts, needles, recency): reports/<as_of>/probes.md
+	$(BIN)/vista probe
 
 report-movielens: install movielens ## The same evaluation on MovieLens-100K
 	$(BIN)/vista dag-test --profile movielens --evaluate

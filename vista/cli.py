@@ -187,6 +187,44 @@ def ablate(
     typer.echo(f"ablations: {files['ablations']}")
 
 
+@app.command("probe")
+def probe(
+    profile: Profile = None,
+    as_of: AsOf = None,
+    length: Annotated[
+        list[int] | None,
+        typer.Option(help="probe history lengths (default probe.lengths; deeper depths dropped)"),
+    ] = None,
+    depth: Annotated[list[int] | None, typer.Option(help="needle depths (probe.depths)")] = None,
+    users: Annotated[
+        int | None, typer.Option(help="probe users at every length (probe.users and min_users)")
+    ] = None,
+) -> None:
+    """Linear probes on the current summarizer's frozen summaries: event counts per
+    category, planted needle items by depth, days since a category's last event, against
+    history length and beside the last-100 baseline: reports/<as_of>/probes.md."""
+    from models import probes
+    from vista import pipeline, probing
+
+    base = _config(profile).probe
+    given: dict = {"lengths": length, "depths": depth, "users": users}
+    if length and not depth:
+        # shorter lengths than the profile's: keep the depths that still fit
+        given["depths"] = [d for d in base.depths if d <= max(length)] or [1]
+    if users is not None:
+        given["min_users"] = users
+    cfg = _config(profile, {"probe": {k: v for k, v in given.items() if v is not None}})
+    date = _as_of(cfg, as_of)
+    try:
+        result = probing.run_probes(cfg, date)
+    except (probing.ProbeVersionError, probes.ProbeInputError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    files = probing.write_probes(pipeline.report_dir(cfg, date), result)
+    typer.echo(probing.render_probe_table(result))
+    typer.echo(f"probes: {files['probes']}")
+
+
 @app.command("online")
 def online(
     user_ids: Annotated[list[int], typer.Argument(help="user ids to look up")],

@@ -402,6 +402,75 @@ class AirflowConfig(_Section):
         return url and re.sub(r"(://[^/@:]*:)[^/]*@", r"\1***@", url)
 
 
+# a non-empty list of event counts (history lengths, needle depths)
+EventCounts = Annotated[list[Annotated[int, Field(ge=1, le=10_000_000)]], Field(min_length=1)]
+
+
+class ProbeConfig(_Section):
+    """`vista probe`: linear probes on frozen summaries of sampled probe histories
+    (models/probes.py): what a summary of N events still tells about event counts per
+    category, planted needle items and the recency of each category."""
+
+    # probe history lengths (events); each is summarized whole and as its last
+    # ``baseline_events`` events
+    lengths: EventCounts = [
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+    ]
+    # needle depths: depth 1 is the most recent event; each probe history has each depth
+    # that fits it at most once
+    depths: EventCounts = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+    ]
+    # probe users per length: ``users``, fewer where that exceeds ``max_events_per_length``
+    # events in all, never fewer than ``min_users`` (at ~1-3 s per user at 1M events on a
+    # CPU the defaults take 100 users there, 256 below). Every length's probes are fitted
+    # on as many users: a training fold of the length with the fewest users
+    users: Annotated[int, Field(ge=4, le=100_000)] = 256
+    min_users: Annotated[int, Field(ge=4, le=100_000)] = 96
+    max_events_per_length: Annotated[int, Field(ge=1_000, le=10_000_000_000)] = 100_000_000
+    # the last-N baseline: the same summarizer applied to the last N events only
+    baseline_events: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    categories: Annotated[int, Field(ge=1, le=1_000)] = 8  # most frequent categories probed
+    needles: Annotated[int, Field(ge=1, le=1_000)] = 4  # needle items, one probe each
+    folds: Annotated[int, Field(ge=2, le=100)] = 4  # cross-fitting over probe users
+    bootstrap: Annotated[int, Field(ge=10, le=100_000)] = 200  # resamples for the intervals
+    min_source_events: Annotated[int, Field(ge=1, le=1_000_000)] = 5
+    # events per summarizer call: bounds the padded batch's memory at long lengths
+    batch_events: Annotated[int, Field(ge=1_000, le=1_000_000_000)] = 4_000_000
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _depths_fit_lengths(self) -> ProbeConfig:
+        if len(set(self.lengths)) != len(self.lengths):
+            raise ValueError(f"lengths must be distinct, got {self.lengths}")
+        longest = max(self.lengths)
+        beyond = [d for d in self.depths if d > longest]
+        if beyond:
+            raise ValueError(
+                f"depths {beyond} beyond the longest history length {longest}: "
+                f"each depth must be in 1..{longest} (the range of probe.lengths)"
+            )
+        if self.needles > min(self.lengths):
+            raise ValueError(
+                f"needles ({self.needles}) must be <= the shortest length ({min(self.lengths)})"
+            )
+        if self.min_users > self.users:
+            raise ValueError(f"min_users ({self.min_users}) must be <= users ({self.users})")
+        if self.folds > self.min_users:
+            raise ValueError(f"folds ({self.folds}) must be <= min_users ({self.min_users})")
+        return self
+
+
 class SourceConfig(_Section):
     """Events of one's own, instead of the synthetic generator: a file, a folder of files,
     a glob or a Delta table; ``{date}`` in the path is the run date (YYYY-MM-DD)."""
@@ -487,6 +556,7 @@ class VistaConfig(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     features: FeaturesConfig = FeaturesConfig()
     airflow: AirflowConfig = AirflowConfig()
+    probe: ProbeConfig = ProbeConfig()
     source: SourceConfig | None = None
 
     @model_validator(mode="after")
