@@ -18,7 +18,7 @@ export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run run-movielens report report-lifelong report-movielens report-movielens-per-user ablate probe test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres airflow-postgres airflow-postgres-stop clean clean-state lock
+.PHONY: help install run run-movielens report report-counts report-movielens report-movielens-per-user ablate probe test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres airflow-postgres airflow-postgres-stop clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -95,7 +95,11 @@ serve: install ## Online scoring on http://localhost:$(SERVE_PORT) (POST /score;
 run-movielens: install ## The main DAG on MovieLens-100K (conf/movielens.yaml)
 	$(BIN)/vista dag-test --profile movielens
 
-report: install ## VISTA vs raw-history baselines (3 seeds each): reports/<as_of>/report.md
+report: install ## VISTA vs raw-history baselines on the lifelong world (conf/lifelong.yaml, 3 seeds, intervals): reports/lifelong/<as_of>/report.md
+	$(BIN)/vista run -p lifelong
+	$(BIN)/vista report -p lifelong
+
+report-counts: install ## The same comparison on the counts world of the embedded default (after make run)
 	$(BIN)/vista report
 
 ablate: install ## VISTA ablations (recon on/off, K 32/64/128, staleness): reports/<as_of>/ablations.md

@@ -93,25 +93,79 @@ class QuasiLinearAttention(nn.Module):
         return self.merge(qla_read(self._split(q), state))  # (B, T, D)
 
 
-class TargetAttentionHead(nn.Module):
-    """Each candidate attends over a short token sequence; an MLP scores
-    [candidate, context, candidate * context]."""
+class TokenPooling(nn.Module):
+    """A candidate's view of K tokens: (B, C, D) candidates, (B, K, D) tokens -> (B, C, D).
 
-    def __init__(self, dim: int, hidden: int = 64) -> None:
+    ``softmax``: scaled dot-product attention (a convex mix of the tokens). ``sum``: the
+    weights are a linear function of the candidate, unnormalised, so the context is linear
+    in the tokens: over memory-mode summaries (tokens = phi(Q) S) it is a read of the QLA
+    state by the candidate, magnitudes included."""
+
+    def __init__(self, dim: int, n_tokens: int, pooling: str = "softmax", n_heads: int = 1) -> None:
         super().__init__()
-        self.query = nn.Linear(dim, dim, bias=False)
-        self.key = nn.Linear(dim, dim, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(3 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        if pooling not in ("softmax", "sum", "slot"):
+            raise ValueError(f"pooling must be softmax, sum or slot, got {pooling!r}")
+        self.pooling, self.n_heads = pooling, n_heads
+        if pooling == "softmax":
+            self.query = nn.Linear(dim, dim, bias=False)
+            self.key = nn.Linear(dim, dim, bias=False)
+        elif pooling == "slot":
+            self.weights = nn.Linear(dim, n_tokens * n_heads)
+        else:
+            self.weights = nn.Linear(dim, n_tokens)
         self.scale = 1.0 / math.sqrt(dim)
 
     def forward(
-        self, candidates: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor | None = None
+        self,
+        candidates: torch.Tensor,
+        tokens: torch.Tensor,
+        token_mask: torch.Tensor | None = None,
+        slot_logits: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """candidates: (B, C, D), tokens: (B, K, D), token_mask: (B, K) -> logits (B, C)."""
+        """``slot_logits`` (B, C, H, K), slot pooling only: the candidate's address given
+        from outside (the summarizer's own) instead of this module's linear map."""
+        if self.pooling == "slot":
+            # the candidate's own distribution over the K slots, per head: it reads the
+            # slots it would have been written into (memory mode, address softmax)
+            B, C, _ = candidates.shape
+            K, H = tokens.shape[1], self.n_heads
+            if slot_logits is None:
+                slot_logits = self.weights(candidates).view(B, C, H, K)
+            weights = torch.softmax(slot_logits, dim=-1)
+            heads = tokens.view(B, K, H, -1)  # (B, K, H, hd)
+            return torch.einsum("bchk,bkhd->bchd", weights, heads).reshape(B, C, -1)
+        if self.pooling == "sum":
+            weights = self.weights(candidates) / tokens.shape[1]  # (B, C, K)
+            if token_mask is not None:
+                weights = weights * token_mask[:, None, :].to(weights.dtype)
+            return weights @ tokens  # (B, C, D)
         scores = self.query(candidates) @ self.key(tokens).transpose(1, 2) * self.scale  # (B, C, K)
         if token_mask is not None:
             scores = scores.masked_fill(~token_mask[:, None, :].bool(), float("-inf"))
         weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # all-masked rows -> 0
-        context = weights @ tokens  # (B, C, D)
+        return weights @ tokens  # (B, C, D)
+
+
+class TargetAttentionHead(nn.Module):
+    """Each candidate pools a short token sequence (TokenPooling); an MLP scores
+    [candidate, context, candidate * context]."""
+
+    def __init__(
+        self, dim: int, hidden: int = 64, n_tokens: int = 1, pooling: str = "softmax",
+        n_heads: int = 1,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.pool = TokenPooling(dim, n_tokens, pooling, n_heads)
+        self.mlp = nn.Sequential(nn.Linear(3 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(
+        self,
+        candidates: torch.Tensor,
+        tokens: torch.Tensor,
+        token_mask: torch.Tensor | None = None,
+        slot_logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """candidates: (B, C, D), tokens: (B, K, D), token_mask: (B, K) -> logits (B, C)."""
+        context = self.pool(candidates, tokens, token_mask, slot_logits)  # (B, C, D)
         features = torch.cat([candidates, context, candidates * context], dim=-1)
         return self.mlp(features).squeeze(-1)  # (B, C)

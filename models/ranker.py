@@ -13,6 +13,15 @@ user-side keys with attention conditioned on the candidate, and scores
   pooled with the DIN unit.
 - ``full_attention``: softmax target attention over the raw history, up to the longest
   tail stored (``ranker.full_attention_length``): the upper bound, at O(N) per candidate.
+- ``blind``: no history at all, only the candidate (item, category): the floor that
+  every history-reading model must clear, and the zero of "headroom captured".
+
+How a variant pools its keys is part of its spec (``pooling``): ``softmax`` (scaled
+dot-product attention), ``sum`` (unnormalised dot-product weights: a linear read) or
+``din`` (DIN's activation unit, unnormalised). The evaluation lets each variant keep
+the pooling that is best for it on validation users. VISTA's last R raw items, when
+configured, are pooled apart from the summary tokens (their own context), so each
+key set keeps the pooling that suits it.
 
 All read point-in-time features from one Feast training set; sequences are kept ragged
 and padded per batch, with batches grouped by length.
@@ -34,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from models.attention import TokenPooling
 from models.summarizer import item_index
 from vista.config import RankerConfig
 
@@ -41,7 +51,14 @@ SUMMARY_COLUMN = "summary"
 TAIL_ITEMS, TAIL_CATEGORIES = "tail_item_ids", "tail_categories"
 CATEGORY_ITEMS = "category_item_ids"
 BASE_COLUMNS = ("user_id", "item_id", "category", "label", "event_timestamp")
-VARIANTS = ("vista", "din_last100", "sim_category", "full_attention")
+VARIANTS = ("vista", "din_last100", "sim_category", "full_attention", "blind")
+POOLINGS = ("softmax", "sum", "slot", "din")
+# the pooling each variant is defined with, and the ones it may choose on validation
+DEFAULT_POOLING = {"vista": "softmax", "din_last100": "din", "sim_category": "din",
+                   "full_attention": "softmax", "blind": "softmax"}  # fmt: skip
+POOLING_CHOICES = {"vista": ("softmax", "sum", "slot"), "din_last100": ("din", "softmax"),
+                   "sim_category": ("din", "softmax"), "full_attention": ("softmax", "sum"),
+                   "blind": ("softmax",)}  # fmt: skip
 DIN_LENGTH = SIM_LENGTH = 100
 SCORING_CHUNK = 64  # fewest candidates per pass when scoring against one very long history
 # candidate x key pairs per pass: bounds the attention matrix (C x L floats) in memory,
@@ -57,6 +74,7 @@ class TrainingSetError(ValueError):
 class SummaryShape:
     n_tokens: int
     token_dim: int
+    n_heads: int = 1  # the summarizer's heads: slot pooling reads each head's slice apart
 
 
 @dataclass(frozen=True)
@@ -69,10 +87,19 @@ class RankerSpec:
     category_vocab_size: int
     recent_items: int = 0  # vista only: the last R raw items beside the tokens
     full_attention_length: int = 2048
+    pooling: str = ""  # of the summary tokens (vista) or the raw items; "" = the default
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown ranker variant {self.variant!r}: one of {VARIANTS}")
+        if not self.pooling:
+            object.__setattr__(self, "pooling", DEFAULT_POOLING[self.variant])
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}: one of {POOLINGS}")
+        if self.variant == "vista" and self.pooling == "din":
+            raise ValueError("the summary tokens pool by softmax, sum or slot, not din")
+        if self.variant != "vista" and self.pooling == "slot":
+            raise ValueError("slot pooling reads summary tokens: vista only")
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -80,6 +107,8 @@ class RankerSpec:
             extra = (SUMMARY_COLUMN,) + ((TAIL_ITEMS, TAIL_CATEGORIES) if self.recent_items else ())
         elif self.variant == "sim_category":
             extra = (CATEGORY_ITEMS,)
+        elif self.variant == "blind":
+            extra = ()
         else:
             extra = (TAIL_ITEMS, TAIL_CATEGORIES)
         return BASE_COLUMNS + extra
@@ -92,6 +121,7 @@ class RankerSpec:
             "din_last100": DIN_LENGTH,
             "sim_category": SIM_LENGTH,
             "full_attention": self.full_attention_length,
+            "blind": 0,
         }[self.variant]
 
 
@@ -256,6 +286,20 @@ class SoftmaxPooling(nn.Module):
         return weights @ keys
 
 
+class SumPooling(SoftmaxPooling):
+    """Unnormalised dot-product weights (linear attention with an identity feature map):
+    the context grows with how many keys resemble the candidate. Scaled by a constant
+    (the longest sequence), never by the batch's padded width."""
+
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__(dim)
+        self.length_scale = 1.0 / math.sqrt(max(max_len, 1))
+
+    def forward(self, candidates, keys, mask):
+        scores = self.query(candidates) @ self.key(keys).transpose(1, 2) * self.scale
+        return (scores * mask[:, None, :]) @ keys * self.length_scale
+
+
 class DinPooling(nn.Module):
     """DIN's activation unit: weight = MLP([q, k, q - k, q * k]), no softmax."""
 
@@ -271,47 +315,87 @@ class DinPooling(nn.Module):
         return weights @ keys
 
 
+def sequence_pooling(pooling: str, dim: int, max_len: int) -> nn.Module:
+    if pooling == "sum":
+        return SumPooling(dim, max_len)
+    return {"softmax": SoftmaxPooling, "din": DinPooling}[pooling](dim)
+
+
 class Ranker(nn.Module):
+    """Candidate (item + category) and up to two pooled contexts -> click logit: the
+    summary tokens (vista) and a raw-item sequence (the baselines; vista's last R)."""
+
     def __init__(self, spec: RankerSpec, cfg: RankerConfig) -> None:
         super().__init__()
         self.spec = spec
         dim = cfg.dim
         self.item_embedding = nn.Embedding(spec.vocab_size, dim)
         self.category_embedding = nn.Embedding(spec.category_vocab_size, dim)
+        contexts = 0
         if spec.variant == "vista":
             self.token_proj = nn.Linear(spec.summary.token_dim, dim)
-        din = spec.variant in ("din_last100", "sim_category")
-        self.pool = DinPooling(dim) if din else SoftmaxPooling(dim)
-        self.mlp = nn.Sequential(nn.Linear(3 * dim, 64), nn.GELU(), nn.Linear(64, 1))
+            self.token_pool = TokenPooling(dim, spec.summary.n_tokens, spec.pooling,
+                                           spec.summary.n_heads)  # fmt: skip
+            contexts += 1
+        if spec.sequence_length:
+            # vista's recent items keep the pooling of the full-attention baseline
+            raw = "softmax" if spec.variant == "vista" else spec.pooling
+            self.pool = sequence_pooling(raw, dim, spec.sequence_length)
+            contexts += 1
+        self.mlp = nn.Sequential(nn.Linear((1 + 2 * contexts) * dim, 64), nn.GELU(),
+                                 nn.Linear(64, 1))  # fmt: skip
 
     def embed(self, items: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
         return self.item_embedding(items) + self.category_embedding(categories)
 
-    def user_keys(self, summaries, seq_items, seq_cats, mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """The keys the candidate attends over, (B, L, D), and their mask (B, L)."""
-        keys, masks = [], []
-        if self.spec.variant == "vista":
-            k, d = self.spec.summary.n_tokens, self.spec.summary.token_dim
-            keys.append(self.token_proj(summaries.view(-1, k, d)))
-            masks.append(torch.ones(keys[0].shape[:2], dtype=torch.bool))
-        if seq_items.shape[1]:
-            keys.append(self.embed(seq_items, seq_cats))
-            masks.append(mask)
-        if not keys:
-            b = seq_items.shape[0]
-            return torch.zeros(b, 0, self.item_embedding.embedding_dim), mask
-        return torch.cat(keys, dim=1), torch.cat(masks, dim=1)
+    def tokens(self, summaries: torch.Tensor) -> torch.Tensor:
+        """(B, K*D) stored summaries -> (B, K, dim) keys in the ranker's space."""
+        k, d = self.spec.summary.n_tokens, self.spec.summary.token_dim
+        return self.token_proj(summaries.view(-1, k, d))
 
-    def score_candidates(self, candidates: torch.Tensor, keys, mask) -> torch.Tensor:
-        """candidates (B, C, D) against each row's keys -> logits (B, C)."""
-        context = self.pool(candidates, keys, mask)
-        return self.mlp(torch.cat([candidates, context, candidates * context], -1)).squeeze(-1)
+    def score_candidates(self, candidates: torch.Tensor, tokens: torch.Tensor | None,
+                         keys: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        """candidates (B, C, D) against each row's tokens (B, K, D) and raw keys (B, L, D)
+        -> logits (B, C)."""
+        parts = [candidates]
+        if tokens is not None:
+            context = self.token_pool(candidates, tokens)
+            parts += [context, candidates * context]
+        if keys is not None:
+            context = self.pool(candidates, keys, mask)
+            parts += [context, candidates * context]
+        return self.mlp(torch.cat(parts, -1)).squeeze(-1)
 
     def forward(self, items, categories, summaries, seq_items, seq_cats, mask) -> torch.Tensor:
-        keys, key_mask = self.user_keys(summaries, seq_items, seq_cats, mask)
-        return self.score_candidates(self.embed(items, categories)[:, None, :], keys, key_mask)[
-            :, 0
-        ]
+        tokens = self.tokens(summaries) if self.spec.variant == "vista" else None
+        keys = self.embed(seq_items, seq_cats) if self.spec.sequence_length else None
+        candidates = self.embed(items, categories)[:, None, :]
+        return self.score_candidates(candidates, tokens, keys, mask)[:, 0]
+
+    @torch.no_grad()
+    def init_from_summarizer(self, summarizer: nn.Module) -> bool:
+        """Start from the summarizer's item and category embeddings (and read its tokens
+        as they are, through an identity projection), so that the candidate and the
+        summary meet in the space the summary was made in. False when sizes differ."""
+        same = (summarizer.item_embedding.weight.shape == self.item_embedding.weight.shape
+                and summarizer.category_embedding.weight.shape
+                == self.category_embedding.weight.shape)  # fmt: skip
+        if not same:
+            return False
+        self.item_embedding.weight.copy_(summarizer.item_embedding.weight)
+        self.category_embedding.weight.copy_(summarizer.category_embedding.weight)
+        if self.spec.variant == "vista" and self.token_proj.weight.shape[0] == \
+                self.token_proj.weight.shape[1]:  # fmt: skip
+            self.token_proj.weight.copy_(torch.eye(self.token_proj.weight.shape[0]))
+            self.token_proj.bias.zero_()
+            pool = self.token_pool
+            if pool.pooling == "slot" and getattr(summarizer.cfg, "address", "") == "softmax":
+                # start reading the slots where the summarizer would have written the candidate
+                weight, bias = summarizer.address_weights()
+                if weight.shape == pool.weights.weight.shape:
+                    pool.weights.weight.copy_(weight)
+                    pool.weights.bias.copy_(bias)
+        return True
 
 
 # ---------------------------------------------------------------- training
@@ -371,13 +455,17 @@ def train_ranker(
     spec: RankerSpec,
     progress: bool = True,
     seed: int | None = None,
+    summarizer: nn.Module | None = None,
 ) -> tuple[Ranker, TrainingCurve]:
     """AdamW on log loss; keeps the epoch with the best validation loss (users held out)
-    and stops after ``cfg.patience`` epochs without improvement."""
+    and stops after ``cfg.patience`` epochs without improvement. With ``summarizer`` and
+    ``cfg.init_from_summarizer``, the embeddings start from the summarizer's."""
     seed = cfg.seed if seed is None else seed
     data = prepare(train, spec)
     torch.manual_seed(seed)
     model = Ranker(spec, cfg)
+    if summarizer is not None and cfg.init_from_summarizer:
+        model.init_from_summarizer(summarizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     labels = torch.from_numpy(train["label"].to_numpy().astype(np.float32))
     held = validation_split(train["user_id"].to_numpy(), cfg.validation_share, seed)
@@ -437,14 +525,17 @@ def score_one_user(
     items, cats = candidates
     cand = model.embed(items, cats)  # (C, D)
     mask = torch.ones(seq_items.shape, dtype=torch.bool) if seq_mask is None else seq_mask
+    tokens = model.tokens(summaries) if model.spec.variant == "vista" else None  # (1, K, D)
+    raw = model.spec.sequence_length > 0 and seq_items.shape[1] > 0
     if seq_items.shape[0] > 1:  # per-candidate sequences (SIM)
-        rows = summaries.expand(len(items), -1)
-        keys, key_mask = model.user_keys(rows, seq_items, seq_cats, mask)
-        return model.score_candidates(cand[:, None, :], keys, key_mask)[:, 0]
-    keys, key_mask = model.user_keys(summaries, seq_items, seq_cats, mask)
-    chunk = max(SCORING_CHUNK, SCORING_PAIRS // max(keys.shape[1], 1))
+        keys = model.embed(seq_items, seq_cats) if raw else None
+        rows = None if tokens is None else tokens.expand(len(items), -1, -1)
+        return model.score_candidates(cand[:, None, :], rows, keys, mask)[:, 0]
+    keys = model.embed(seq_items, seq_cats) if raw else None  # (1, L, D)
+    width = (0 if keys is None else keys.shape[1]) + (0 if tokens is None else tokens.shape[1])
+    chunk = max(SCORING_CHUNK, SCORING_PAIRS // max(width, 1))
     out = [
-        model.score_candidates(cand[None, i : i + chunk], keys, key_mask)[0]
+        model.score_candidates(cand[None, i : i + chunk], tokens, keys, mask)[0]
         for i in range(0, len(items), chunk)
     ]
     return torch.cat(out)

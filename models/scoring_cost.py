@@ -80,7 +80,7 @@ def scoring_cost(
             keys_read = int(sum(len(s) for s in seqs))
         else:
             keep = {"vista": spec.recent_items, "din_last100": DIN_LENGTH,
-                    "full_attention": n}[spec.variant]  # fmt: skip
+                    "full_attention": n, "blind": 0}[spec.variant]  # fmt: skip
             keep = min(keep, n)
             seq_items, seq_cats = items[n - keep :][None, :], cats[n - keep :][None, :]
             seq_mask = np.ones(seq_items.shape, dtype=bool)

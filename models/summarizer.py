@@ -1,11 +1,25 @@
-"""The VISTA summarizer: K learnable seed tokens attend together with a user's whole
-history through quasi-linear attention; the seed positions after the last layer
-are the user's summary tokens.
+"""The VISTA summarizer: K learnable seed tokens attend with a user's whole history
+through quasi-linear attention (QLA); the seeds' outputs are the summary tokens.
 
-Histories of any length are folded in chunks of ``chunk_size`` events, so memory
-is O(B * chunk * D + D^2) whatever the history length: layer l's state needs the
-history's layer-(l-1) outputs, so chunk embeddings are recomputed per layer
-(L(L+1)/2 passes over the history) rather than kept (N * D per layer).
+Two modes (``summarizer.mode``):
+
+- ``bidirectional`` (``VistaSummarizer``): seeds and history attend together through
+  ``n_layers`` QLA layers, each head's output RMS-normalised. Layer l's state needs the
+  history's layer-(l-1) outputs, so chunk embeddings are recomputed per layer (L(L+1)/2
+  passes over the history) rather than kept (N * D per layer).
+- ``memory`` (``MemorySummarizer``): the seeds read one QLA state of the history,
+  S_h = sum_i w_ih phi(k_i) v_i^T per head, with w_ih = 2^(-age_i / half_life_h) (no decay
+  for a half-life of 0). History rows are not updated by the state (as Perceiver's or
+  Set Transformer's PMA seeds), so S is a plain (decayed) sum over events: new events
+  are added to it without re-reading the history, and nothing divides by N. The summary
+  token k, head h is phi(q_kh) S_h, passed through a signed log1p (``magnitude: log``) so
+  that a count of 3 and of 300,000 both survive int8 storage: the summary keeps
+  magnitudes (how much) beside proportions (of what). A ranker that weighs the K tokens
+  linearly by the candidate reads the state the way QLA's candidate rows do,
+  phi(q_cand) S: "did this user consume things like this candidate, and how much".
+
+Both fold histories of any length in chunks of ``chunk_size`` events, so memory is
+O(B * chunk * D + D^2) whatever the history length.
 """
 
 from __future__ import annotations
@@ -21,7 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.attention import QuasiLinearAttention, qla_reference, softmax_reference
+from models.attention import (
+    RMS_EPS,
+    QuasiLinearAttention,
+    feature_map,
+    qla_reference,
+    softmax_reference,
+)
 from vista.config import SummarizerConfig
 
 UNKNOWN_ITEM = 0  # index for null/negative ids; real ids hash into 1..vocab_size-1
@@ -39,6 +59,7 @@ class SummarizerShape:
     vocab_size: int
     category_vocab_size: int
     age_buckets: int
+    mode: str = "bidirectional"
 
     @classmethod
     def of(cls, cfg: SummarizerConfig) -> SummarizerShape:
@@ -50,6 +71,7 @@ class SummarizerShape:
             cfg.vocab_size,
             cfg.category_vocab_size,
             cfg.age_buckets,
+            cfg.mode,
         )
 
 
@@ -64,6 +86,8 @@ class HistoryBatch(NamedTuple):
     categories: torch.Tensor  # int64 embedding rows
     ages: torch.Tensor  # int64 age buckets
     mask: torch.Tensor  # bool, False on padding
+    age_days: torch.Tensor  # float32 exact age in days (memory mode's decay)
+    weights: torch.Tensor  # float32 event weight: 1, or N/n for a subsampled history
 
     def to(self, device: torch.device) -> HistoryBatch:
         return HistoryBatch(*(t.to(device) for t in self))
@@ -76,10 +100,15 @@ def item_index(item_ids: np.ndarray, vocab_size: int) -> np.ndarray:
     return np.where(ids >= 0, 1 + ids % (vocab_size - 1), UNKNOWN_ITEM)
 
 
+def age_days(event_ts_us: np.ndarray, as_of_us: int) -> np.ndarray:
+    """Age of each event at the snapshot, in days (>= 0)."""
+    return np.maximum(as_of_us - np.asarray(event_ts_us, dtype=np.int64), 0) / MICROS_PER_DAY
+
+
 def age_bucket(event_ts_us: np.ndarray, as_of_us: int, n_buckets: int) -> np.ndarray:
     """log2 of the event's age in days, so recent days are told apart finely."""
-    age_days = np.maximum(as_of_us - np.asarray(event_ts_us, dtype=np.int64), 0) / MICROS_PER_DAY
-    return np.minimum(np.floor(np.log2(1.0 + age_days)), n_buckets - 1).astype(np.int64)
+    days = age_days(event_ts_us, as_of_us)
+    return np.minimum(np.floor(np.log2(1.0 + days)), n_buckets - 1).astype(np.int64)
 
 
 class SummarizerBlock(nn.Module):
@@ -179,22 +208,137 @@ def encode_histories(
     event_ts_us: list[np.ndarray],
     as_of_us: int,
     cfg: SummarizerConfig,
+    event_weights: list[np.ndarray] | None = None,
 ) -> HistoryBatch:
-    """Pad a batch of histories, each (B, longest history)."""
+    """Pad a batch of histories, each (B, longest history). ``event_weights`` (default
+    1 per event) scale each event's share of a memory-mode state."""
     lengths = [len(x) for x in item_ids]
     width = max(max(lengths, default=0), 1)
     items = np.zeros((len(item_ids), width), dtype=np.int64)
     cats = np.zeros_like(items)
     ages = np.zeros_like(items)
     mask = np.zeros(items.shape, dtype=bool)
+    days = np.zeros(items.shape, dtype=np.float32)
+    weights = np.zeros(items.shape, dtype=np.float32)
     rows = zip(item_ids, categories, event_ts_us, strict=True)
     for row, (ids, cat, ts) in enumerate(rows):
         n = len(ids)
         items[row, :n] = item_index(ids, cfg.vocab_size)
         cats[row, :n] = item_index(cat, cfg.category_vocab_size)
         ages[row, :n] = age_bucket(ts, as_of_us, cfg.age_buckets)
+        days[row, :n] = age_days(ts, as_of_us)
+        weights[row, :n] = 1.0 if event_weights is None else event_weights[row]
         mask[row, :n] = True
-    return HistoryBatch(*(torch.from_numpy(a) for a in (items, cats, ages, mask)))
+    arrays = (items, cats, ages, mask, days, weights)
+    return HistoryBatch(*(torch.from_numpy(a) for a in arrays))
+
+
+class MemorySummarizer(nn.Module):
+    """History (B, N) -> summary tokens (B, K, D) through one additive QLA state per head
+    (module docstring). Keys and the seeds' queries have ``head_dim`` features per head."""
+
+    def __init__(self, cfg: SummarizerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.shape = SummarizerShape.of(cfg)
+        D, H = cfg.dim, cfg.n_heads
+        self.head_dim = D // H
+        self.item_embedding = nn.Embedding(cfg.vocab_size, D)
+        self.category_embedding = nn.Embedding(cfg.category_vocab_size, D)
+        self.key = nn.Linear(D, D)
+        self.value = nn.Linear(D, D, bias=False)
+        self.seed_queries = nn.Parameter(torch.randn(H, cfg.n_seeds, self.head_dim))
+        half_lives = torch.tensor(cfg.half_lives(), dtype=torch.float32)
+        # per-head decay per day: 2^(-1/half_life), 1 for "no decay"
+        rates = torch.where(half_lives > 0, 1.0 / half_lives.clamp(min=1e-9), 0.0)
+        self.register_buffer("decay_per_day", rates, persistent=False)
+
+    def embed_candidates(self, items: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        return self.item_embedding(items) + self.category_embedding(categories)
+
+    def embed(self, batch: HistoryBatch, sl: slice) -> torch.Tensor:
+        return self.embed_candidates(batch.items[:, sl], batch.categories[:, sl])  # (B, c, D)
+
+    def event_weights(self, batch: HistoryBatch, sl: slice) -> torch.Tensor:
+        """(B, c, H): mask x importance weight x each head's decay at the event's age."""
+        base = batch.weights[:, sl] * batch.mask[:, sl]  # (B, c)
+        decay = torch.exp2(-batch.age_days[:, sl, None] * self.decay_per_day)  # (B, c, H)
+        return base[:, :, None] * decay
+
+    @property
+    def state_rows(self) -> int:
+        """Rows of each head's state: the key features (silu) or the K seeds (softmax)."""
+        return self.cfg.n_seeds if self.cfg.address == "softmax" else self.head_dim
+
+    def fold(self, batch: HistoryBatch, sl: slice) -> torch.Tensor:
+        """The state of the events in ``sl``: (B, H, rows, hd). States of disjoint event
+        sets add up to the state of their union."""
+        B, H, hd = batch.items.shape[0], self.cfg.n_heads, self.head_dim
+        x = self.embed(batch, sl)  # (B, c, D)
+        if self.cfg.address == "softmax":  # each event's distribution over the K seeds
+            k = torch.softmax(self.address_logits(x), dim=-1)  # (B, c, H, K)
+        else:
+            k = feature_map(self.key(x).view(B, -1, H, hd))  # (B, c, H, hd)
+        v = self.value(x).view(B, -1, H, hd)  # (B, c, H, hd)
+        w = self.event_weights(batch, sl).to(x.dtype)  # (B, c, H)
+        return torch.einsum("bchd,bch,bche->bhde", k, w, v)
+
+    def address_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, D) embedded events or candidates -> (B, C, H, K) logits of their
+        distribution over the K seeds (address softmax): where an event is written, and
+        so where a candidate like it should read."""
+        B, C, _ = x.shape
+        k = self.key(x).view(B, C, self.cfg.n_heads, self.head_dim)
+        return torch.einsum("bchd,hkd->bchk", k, self.seed_queries) / self.head_dim**0.5
+
+    def address_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """address_logits as one linear map of x: weight (H*K, D), bias (H*K,)."""
+        H, K, hd = self.cfg.n_heads, self.cfg.n_seeds, self.head_dim
+        w = self.key.weight.view(H, hd, -1)  # (H, hd, D)
+        b = self.key.bias.view(H, hd)
+        weight = torch.einsum("hkd,hde->hke", self.seed_queries, w).reshape(H * K, -1)
+        bias = torch.einsum("hkd,hd->hk", self.seed_queries, b).reshape(H * K)
+        return weight / hd**0.5, bias / hd**0.5
+
+    def state(self, batch: HistoryBatch) -> torch.Tensor:
+        """The whole history's state, folded chunk by chunk: (B, H, rows, hd)."""
+        B, N = batch.items.shape
+        shape = (B, self.cfg.n_heads, self.state_rows, self.head_dim)
+        state = torch.zeros(shape, dtype=self.key.weight.dtype, device=batch.items.device)
+        for start in range(0, N, self.cfg.chunk_size):
+            state = state + self.fold(batch, slice(start, start + self.cfg.chunk_size))
+        return state
+
+    def tokens(self, state: torch.Tensor, n_events: torch.Tensor) -> torch.Tensor:
+        """State (B, H, rows, hd) and events per row (B,) -> summary tokens (B, K, D)."""
+        B = state.shape[0]
+        if self.cfg.address == "softmax":  # the state's rows are the seeds already
+            read = state.transpose(1, 2)  # (B, K, H, hd)
+        else:
+            read = torch.einsum("hkd,bhde->bkhe", feature_map(self.seed_queries), state)
+        read = read.reshape(B, self.cfg.n_seeds, self.cfg.dim)  # (B, K, D)
+        if self.cfg.magnitude == "log":
+            return torch.sign(read) * torch.log1p(read.abs())
+        if self.cfg.magnitude == "mean":
+            return read / n_events.clamp(min=1).to(read.dtype)[:, None, None]
+        heads = read.view(B, self.cfg.n_seeds, self.cfg.n_heads, self.head_dim)
+        return (heads * torch.rsqrt(heads.pow(2).mean(-1, keepdim=True) + RMS_EPS)).view_as(read)
+
+    def forward(self, batch: HistoryBatch) -> torch.Tensor:
+        """A padded batch of histories (B, N) -> summary tokens (B, K, D)."""
+        n_events = (batch.weights * batch.mask).sum(1)
+        return self.tokens(self.state(batch), n_events)
+
+    def flops_per_event(self) -> int:
+        d, hd = self.cfg.dim, self.head_dim
+        return 2 * (2 * d * d + d * hd)  # key, value projections, state update
+
+    version = VistaSummarizer.version
+
+
+def build_summarizer(cfg: SummarizerConfig) -> VistaSummarizer | MemorySummarizer:
+    """The summarizer of ``cfg.mode``."""
+    return MemorySummarizer(cfg) if cfg.mode == "memory" else VistaSummarizer(cfg)
 
 
 def save_checkpoint(model: VistaSummarizer, path: Path, extra: dict | None = None) -> Path:
@@ -215,7 +359,9 @@ def save_checkpoint(model: VistaSummarizer, path: Path, extra: dict | None = Non
     return path
 
 
-def load_checkpoint(path: Path, cfg: SummarizerConfig | None = None) -> VistaSummarizer:
+def load_checkpoint(
+    path: Path, cfg: SummarizerConfig | None = None
+) -> VistaSummarizer | MemorySummarizer:
     """Load a frozen summarizer; with ``cfg``, its sizes must match the checkpoint's."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     saved = SummarizerConfig.model_validate(payload["config"])
@@ -229,7 +375,7 @@ def load_checkpoint(path: Path, cfg: SummarizerConfig | None = None) -> VistaSum
                 f"summarizer checkpoint {path} does not match the config: " + "; ".join(diffs)
             )
         saved = saved.model_copy(update={"chunk_size": cfg.chunk_size})
-    model = VistaSummarizer(saved)
+    model = build_summarizer(saved)
     model.load_state_dict(payload["state_dict"])
     model.eval().requires_grad_(False)
     return model

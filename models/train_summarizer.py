@@ -23,7 +23,9 @@ from models.reconstruction import ReconstructionDecoder, reconstruction_loss
 from models.summarizer import (
     CheckpointMismatchError,
     HistoryBatch,
+    MemorySummarizer,
     VistaSummarizer,
+    build_summarizer,
     encode_histories,
     item_index,
 )
@@ -36,8 +38,9 @@ class SourceModel(nn.Module):
 
     def __init__(self, cfg: SummarizerConfig) -> None:
         super().__init__()
-        self.summarizer = VistaSummarizer(cfg)
-        self.head = TargetAttentionHead(cfg.dim)
+        self.summarizer = build_summarizer(cfg)
+        self.head = TargetAttentionHead(cfg.dim, n_tokens=cfg.n_seeds, pooling=cfg.head_pooling,
+                                        n_heads=cfg.n_heads)  # fmt: skip
         self.decoder = ReconstructionDecoder(cfg.dim, cfg.n_heads) if cfg.recon_weight else None
 
     def forward(
@@ -46,7 +49,12 @@ class SourceModel(nn.Module):
         """cand_items, cand_categories: (B, C) embedding rows
         -> click logits (B, C), reconstruction loss (or None)."""
         tokens = self.summarizer(history)  # (B, K, D)
-        logits = self.head(self.summarizer.embed_candidates(cand_items, cand_categories), tokens)
+        candidates = self.summarizer.embed_candidates(cand_items, cand_categories)  # (B, C, D)
+        # slot reads are tied to the summarizer's own addressing: a candidate reads the
+        # slots that events like it were written into
+        tied = self.head.pool.pooling == "slot" and hasattr(self.summarizer, "address_logits")
+        slot_logits = self.summarizer.address_logits(candidates) if tied else None
+        logits = self.head(candidates, tokens, slot_logits=slot_logits)
         if self.decoder is None:
             return logits, None
         embedded = self.summarizer.embed(history, slice(None))  # (B, N, D)
@@ -61,11 +69,25 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _subsample(arrays: tuple[np.ndarray, ...], limit: int, rng: np.random.Generator):
-    if len(arrays[0]) <= limit:
-        return arrays
-    keep = np.sort(rng.choice(len(arrays[0]), limit, replace=False))
-    return tuple(a[keep] for a in arrays)
+def subsample(
+    arrays: tuple[np.ndarray, ...], limit: int, recent: int, rng: np.random.Generator
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """At most ``limit`` events of a time-ordered history, and each kept event's weight.
+
+    The last ``recent`` events are kept exactly (weight 1); the older ones are sampled
+    uniformly without replacement, each standing for (older events) / (sampled) events,
+    so a weighted sum over the kept events is an unbiased estimate of the sum over the
+    whole history: a memory-mode state trained on a 2,048-event sample of a 100,000-event
+    history has the magnitude of the real one."""
+    n = len(arrays[0])
+    if n <= limit:
+        return arrays, np.ones(n, dtype=np.float32)
+    older, sampled = n - recent, limit - recent
+    keep = np.concatenate([np.sort(rng.choice(older, sampled, replace=False)),
+                           np.arange(older, n)])  # fmt: skip
+    weights = np.ones(limit, dtype=np.float32)
+    weights[:sampled] = older / sampled
+    return tuple(a[keep] for a in arrays), weights
 
 
 @dataclass
@@ -113,16 +135,20 @@ class _ImpressionData:
         self.empty = (np.zeros(0, np.int64),) * 3
 
     def batch(self, users: np.ndarray, rng: np.random.Generator, device, dropout: float):
-        hist = []
+        hist, weights = [], []
         for u in users:
-            arrays = _subsample(
-                self.history.get(int(u), self.empty), self.cfg.train_max_events, rng
-            )
+            arrays, weight = subsample(self.history.get(int(u), self.empty),
+                                       self.cfg.train_max_events, self.cfg.train_recent_events,
+                                       rng)  # fmt: skip
+            if self.cfg.mode == "bidirectional":
+                weight = np.ones_like(weight)  # its states are RMS-normalised: no scale to keep
             if dropout > 0 and len(arrays[0]) > 1:
                 keep = rng.random(len(arrays[0])) >= dropout
-                arrays = tuple(a[keep] for a in arrays)
+                arrays, weight = tuple(a[keep] for a in arrays), weight[keep] / (1 - dropout)
             hist.append(arrays)
-        history = encode_histories(*zip(*hist, strict=True), self.as_of_us, self.cfg).to(device)
+            weights.append(weight)
+        history = encode_histories(*zip(*hist, strict=True), self.as_of_us, self.cfg,
+                                   weights).to(device)  # fmt: skip
         width = max(len(self.impressions[int(u)][0]) for u in users)
         cands = np.zeros((len(users), width), dtype=np.int64)
         cats = np.zeros((len(users), width), dtype=np.int64)
@@ -151,7 +177,7 @@ def train_summarizer(
     progress: bool = True,
     checkpoint: Path | None = None,
     stop_after: int | None = None,
-) -> tuple[VistaSummarizer, SummarizerCurve]:
+) -> tuple[VistaSummarizer | MemorySummarizer, SummarizerCurve]:
     """histories: user_id, item_ids, categories, event_timestamps;
     impressions: user_id, item_id, category, label.
 

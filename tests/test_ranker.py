@@ -113,14 +113,19 @@ def test_training_set_errors_name_column_and_row_count():
         spec("dnn")
 
 
-@pytest.mark.parametrize("variant", ["vista", "din_last100", "sim_category", "full_attention"])
-def test_serving_path_scores_one_users_candidates_like_the_batch_path(variant):
+@pytest.mark.parametrize(
+    ("variant", "extra"),
+    [("vista", {}), ("vista", {"pooling": "sum", "recent_items": 50}), ("din_last100", {}),
+     ("sim_category", {}), ("full_attention", {}), ("full_attention", {"pooling": "sum"}),
+     ("blind", {})],
+)  # fmt: skip
+def test_serving_path_scores_one_users_candidates_like_the_batch_path(variant, extra):
     import torch
 
     from models.ranker import prepare, score_one_user
 
     train = planted(n_users=30, per_user=8)
-    model, _ = train_ranker(train, CFG.model_copy(update={"epochs": 1}), spec(variant),
+    model, _ = train_ranker(train, CFG.model_copy(update={"epochs": 1}), spec(variant, **extra),
                             progress=False)  # fmt: skip
     rows = train[train.user_id == 3].reset_index(drop=True)
     want = score(model, rows)
@@ -164,3 +169,76 @@ def test_ranker_step_trains_on_feast_training_set(pipeline_run):
     assert 0.0 < ranker["auc"] < 1.0
     assert oracle["auc"] > 0.7  # the generator's signal is there to be found
     assert ranker["log_loss"] > 0
+
+
+def test_blind_ranker_reads_no_history(planted_data):
+    """Another user's history changes nothing for the blind model (and everything for
+    the others): it is the floor a history-reading model must clear."""
+    train, test = planted_data
+    model, _ = train_ranker(train, CFG, spec("blind"), progress=False)
+    shuffled = test.assign(
+        **{c: test[c].sample(frac=1, random_state=1).to_numpy()
+           for c in ("summary", "tail_item_ids", "tail_categories", "category_item_ids")}
+    )  # fmt: skip
+    np.testing.assert_allclose(score(model, test), score(model, shuffled))
+    vista, _ = train_ranker(train, CFG, spec("vista"), progress=False)
+    blind_auc = roc_auc_score(test.label, score(model, test))
+    assert roc_auc_score(test.label, score(vista, test)) > blind_auc + 0.1
+
+
+def test_sum_pooling_reads_the_tokens_linearly():
+    """Sum pooling is linear in the tokens: over memory-mode summaries (tokens = a linear
+    read of the state) the candidate reads the state itself."""
+    import torch
+
+    from models.attention import TokenPooling
+
+    torch.manual_seed(0)
+    pool = TokenPooling(8, 4, "sum")
+    cand, t1, t2 = torch.randn(2, 3, 8), torch.randn(2, 4, 8), torch.randn(2, 4, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(pool(cand, 2 * t1 - 3 * t2),
+                                   2 * pool(cand, t1) - 3 * pool(cand, t2))  # fmt: skip
+    with pytest.raises(ValueError, match="unknown pooling 'mean'"):
+        spec("vista", pooling="mean")
+    with pytest.raises(ValueError, match="not din"):
+        spec("vista", pooling="din")
+
+
+def test_rankers_start_from_the_summarizers_embeddings():
+    import torch
+
+    from models.ranker import Ranker
+    from models.summarizer import build_summarizer
+    from vista.config import SummarizerConfig
+
+    summarizer = build_summarizer(SummarizerConfig(mode="memory", n_seeds=4, dim=16,
+                                                   n_heads=2, vocab_size=128,
+                                                   category_vocab_size=16))  # fmt: skip
+    ranker = Ranker(RankerSpec("vista", SummaryShape(4, 16), 128, 16), CFG)
+    assert ranker.init_from_summarizer(summarizer)
+    torch.testing.assert_close(ranker.item_embedding.weight, summarizer.item_embedding.weight)
+    torch.testing.assert_close(ranker.token_proj.weight, torch.eye(16))
+    other = Ranker(spec("din_last100"), CFG.model_copy(update={"dim": 8}))
+    assert not other.init_from_summarizer(summarizer)  # sizes differ: left as it was
+
+
+def test_slot_ranker_starts_reading_where_the_summarizer_writes():
+    """With address softmax, the ranker's slot read starts as the summarizer's own address
+    of the candidate: the same logits, from the copied embeddings."""
+    import torch
+
+    from models.ranker import Ranker
+    from models.summarizer import build_summarizer
+    from vista.config import SummarizerConfig
+
+    summarizer = build_summarizer(SummarizerConfig(
+        mode="memory", address="softmax", head_pooling="slot", n_seeds=4, dim=16, n_heads=2,
+        vocab_size=128, category_vocab_size=16))  # fmt: skip
+    ranker = Ranker(RankerSpec("vista", SummaryShape(4, 16, 2), 128, 16, pooling="slot"), CFG)
+    assert ranker.init_from_summarizer(summarizer)
+    items, cats = torch.tensor([[3, 7, 9]]), torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        want = summarizer.address_logits(summarizer.embed_candidates(items, cats))
+        got = ranker.token_pool.weights(ranker.embed(items, cats)).view(1, 3, 2, 4)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

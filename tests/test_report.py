@@ -54,8 +54,12 @@ def test_report_compares_every_variant_on_the_feast_evaluation_set(pipeline_run)
     result = pipeline.evaluate_and_report(cfg, as_of, progress=False)
     files = result["files"]
     evaluation = json.loads(Path(files["evaluation"]).read_text())
-    assert set(evaluation["variants"]) == {"vista", "din_last100", "sim_category",
+    assert set(evaluation["variants"]) == {"blind", "vista", "din_last100", "sim_category",
                                            "full_attention"}  # fmt: skip
+    # each variant kept the pooling with the lowest validation loss among its choices
+    for v in evaluation["variants"].values():
+        losses = v["validation_loss_by_pooling"]
+        assert v["pooling"] == min(losses, key=losses.get)
     # the persisted predictions hold the evaluation window's impressions, one row each;
     # the labels checked against them come from the lake, not from the file
     predictions = pd.read_parquet(files["predictions"])

@@ -13,11 +13,13 @@ from models.summarizer import (
     CheckpointMismatchError,
     VistaSummarizer,
     age_bucket,
+    build_summarizer,
     encode_histories,
     item_index,
     load_checkpoint,
     save_checkpoint,
 )
+from models.train_summarizer import subsample
 from vista.config import SummarizerConfig
 
 
@@ -235,3 +237,101 @@ def test_decoder_window_equals_the_same_positions_of_a_full_pass():
         full = decoder(tokens, history, mask)
         part = decoder(tokens, history, mask, slice(10, 22))
     torch.testing.assert_close(part, full[:, 10:22])
+
+
+# ---------------------------------------------------------------- memory mode
+def memory(**kw) -> SummarizerConfig:
+    return cfg(mode="memory", head_half_life_days=[0.0, 30.0], **kw)
+
+
+def as_double(batch):
+    return batch._replace(age_days=batch.age_days.double(), weights=batch.weights.double())
+
+
+DAY_US = 86_400_000_000
+
+
+def test_memory_state_is_a_sum_over_events_so_new_events_just_add():
+    """The state of a history equals the sum of the states of any split of it: a refresh
+    adds new events' state to the cached one (whatever the chunking)."""
+    model = build_summarizer(memory(chunk_size=16)).double().eval()
+    items, cats, ts = random_histories([90])
+    whole = model.state(as_double(encode_histories(items, cats, ts, 10**13, model.cfg)))
+    parts = [
+        model.state(as_double(encode_histories([items[0][s]], [cats[0][s]], [ts[0][s]], 10**13,
+                                               model.cfg)))
+        for s in (slice(0, 31), slice(31, 90))
+    ]  # fmt: skip
+    torch.testing.assert_close(parts[0] + parts[1], whole, rtol=1e-10, atol=1e-10)
+    one_chunk = build_summarizer(memory(chunk_size=10**6)).double().eval()
+    one_chunk.load_state_dict(model.state_dict())
+    torch.testing.assert_close(
+        one_chunk(as_double(encode_histories(items, cats, ts, 10**13, model.cfg))),
+        model(as_double(encode_histories(items, cats, ts, 10**13, model.cfg))),
+    )
+
+
+def test_memory_heads_decay_by_their_half_life():
+    """Head 0 (no decay) counts an event the same at any age; head 1 (30-day half-life)
+    counts a 60-day-old event a quarter as much as a fresh one."""
+    model = build_summarizer(memory()).double().eval()
+    as_of = 10**13
+    fresh, old = (
+        ([np.array([5])], [np.array([3])], [np.array([as_of - age])]) for age in (0, 60 * DAY_US)
+    )
+    s_fresh = model.state(as_double(encode_histories(*fresh, as_of, model.cfg)))
+    s_old = model.state(as_double(encode_histories(*old, as_of, model.cfg)))
+    torch.testing.assert_close(s_old[:, 0], s_fresh[:, 0])
+    torch.testing.assert_close(s_old[:, 1], s_fresh[:, 1] / 4)
+
+
+def test_memory_summary_keeps_magnitudes_unless_normalised():
+    """The same history twice over: `log` summaries differ (the counts doubled), `rms`
+    and `mean` ones do not (proportions only). Event weights count as repeats."""
+    items, cats, ts = random_histories([40])
+    doubled = [np.r_[a, a] for a in (items[0], cats[0], ts[0])]
+    weighted = np.full(40, 2.0, np.float32)
+    for magnitude, keeps in (("log", True), ("rms", False), ("mean", False)):
+        model = build_summarizer(memory(magnitude=magnitude)).double().eval()
+        once = model(as_double(encode_histories(items, cats, ts, 10**13, model.cfg)))
+        twice = model(as_double(encode_histories(*([a] for a in doubled), 10**13, model.cfg)))
+        by_weight = model(as_double(encode_histories(items, cats, ts, 10**13, model.cfg,
+                                                     [weighted])))  # fmt: skip
+        torch.testing.assert_close(by_weight, twice)
+        assert (not torch.allclose(once, twice, atol=1e-6)) == keeps, magnitude
+
+
+def test_memory_empty_history_is_defined():
+    model = build_summarizer(memory()).eval()
+    out = model(encode_histories([np.array([], np.int64)], [np.array([], np.int64)],
+                                 [np.array([], np.int64)], 10**13, model.cfg))  # fmt: skip
+    assert torch.isfinite(out).all()
+    assert out.shape == (1, 4, 16)
+
+
+def test_memory_checkpoint_round_trip_and_mode_mismatch(tmp_path):
+    model = build_summarizer(memory())
+    path = save_checkpoint(model, tmp_path / "m.pt")
+    loaded = load_checkpoint(path, memory())
+    assert loaded.version() == model.version()
+    with pytest.raises(CheckpointMismatchError, match="mode: config bidirectional"):
+        load_checkpoint(path, cfg())
+
+
+def test_subsample_keeps_recent_events_and_estimates_the_whole_sum():
+    """A 10,000-event history cut to 500: the last 100 events kept exactly, weights add
+    up to the history's length, and a weighted count of any subset is unbiased."""
+    n, rng = 10_000, np.random.default_rng(0)
+    arrays = (np.arange(n), np.arange(n) % 7)
+    estimates = []
+    for _ in range(200):
+        (kept, cat), weights = subsample(arrays, 500, 100, rng)
+        assert len(kept) == 500
+        assert (kept[-100:] == np.arange(n - 100, n)).all()
+        assert np.all(np.diff(kept) > 0)
+        assert weights.sum() == pytest.approx(n)
+        estimates.append(weights[cat == 3].sum())
+    assert np.mean(estimates) == pytest.approx((arrays[1] == 3).sum(), rel=0.02)
+    short, weights = subsample(arrays, 20_000, 100, rng)
+    assert len(short[0]) == n
+    assert (weights == 1).all()

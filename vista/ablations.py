@@ -80,7 +80,7 @@ def run_arm(cfg: VistaConfig, as_of: dt.datetime, stale_days: int, progress: boo
     from models.evaluation import metrics_by_bucket
     from models.ranker import score, train_ranker
     from vista import features, pipeline
-    from vista.evaluation import aggregate_runs, predictions_frame, ranker_spec
+    from vista.evaluation import aggregate_runs, frozen_summarizer, predictions_frame, ranker_spec
 
     snapshot = as_of - dt.timedelta(days=stale_days)
     if stale_days:
@@ -99,10 +99,12 @@ def run_arm(cfg: VistaConfig, as_of: dt.datetime, stale_days: int, progress: boo
     labels, users = test["label"].to_numpy(), test["user_id"].to_numpy()
     lengths = test["history_length"].fillna(0).to_numpy()
     spec = dataclasses.replace(ranker_spec(cfg, "vista"), recent_items=0)
+    summarizer = frozen_summarizer(cfg)
     runs, scores = [], {}
     for offset in range(cfg.ranker.seeds):
         seed = cfg.ranker.seed + offset
-        ranker, curve = train_ranker(train, cfg.ranker, spec, progress, seed=seed)
+        ranker, curve = train_ranker(train, cfg.ranker, spec, progress, seed=seed,
+                                     summarizer=summarizer)  # fmt: skip
         scores[seed] = score(ranker, test)
         runs.append({"seed": seed,
                      "metrics": metrics_by_bucket(labels, scores[seed], users, lengths),

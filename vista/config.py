@@ -253,7 +253,11 @@ class SummarizerConfig(_Section):
     train_recent_events: Annotated[int, Field(ge=0, le=10_000_000)] = 128
     # how the source model's head (and the ranker) pools the K tokens for a candidate:
     # softmax attention, or sum (unnormalised linear weights: reads the state linearly)
-    head_pooling: Literal["softmax", "sum"] = "softmax"
+    head_pooling: Literal["softmax", "sum", "slot"] = "softmax"
+    # memory mode: how an event picks the seed tokens it is written into. silu: phi(q_k) .
+    # phi(k_i) (QLA's feature map, unnormalised); softmax: a distribution over the K seeds
+    # (a soft, learned bucketing of events, as TWIN-V2's clusters; read back by "slot")
+    address: Literal["silu", "softmax"] = "silu"
     n_seeds: Annotated[int, Field(ge=1, le=4096)] = 16
     dim: Annotated[int, Field(ge=4, le=4096)] = 32
     n_layers: Annotated[int, Field(ge=1, le=32)] = 2

@@ -177,12 +177,48 @@ def ranker_spec(cfg: VistaConfig, variant: str):
 
     return RankerSpec(
         variant=variant,
-        summary=SummaryShape(cfg.summarizer.n_seeds, cfg.summarizer.dim),
+        summary=SummaryShape(cfg.summarizer.n_seeds, cfg.summarizer.dim, cfg.summarizer.n_heads),
         vocab_size=cfg.summarizer.vocab_size,
         category_vocab_size=cfg.summarizer.category_vocab_size,
         recent_items=cfg.ranker.recent_items,
         full_attention_length=cfg.ranker.full_attention_length,
+        # VISTA reads the tokens the way the source model's head did when they were made
+        pooling=cfg.summarizer.head_pooling if variant == "vista" else "",
     )
+
+
+def frozen_summarizer(cfg: VistaConfig):
+    """The current frozen summarizer, whose embeddings every ranker may start from
+    (``ranker.init_from_summarizer``); None when that is off."""
+    if not cfg.ranker.init_from_summarizer:
+        return None
+    from pathlib import Path
+
+    from models.summarizer import load_checkpoint
+    from vista.pipeline import current_summarizer
+
+    return load_checkpoint(Path(current_summarizer(cfg)["path"]), cfg.summarizer)
+
+
+def choose_pooling(train, cfg: VistaConfig, spec, progress: bool, summarizer=None):
+    """Train the variant once per pooling it may use (first seed) and keep the one with
+    the lowest validation loss (users held out of training): each model pools the way
+    that is best for it, with the same budget. Returns (spec, model of the first seed,
+    its curve, validation loss per pooling)."""
+    import dataclasses
+
+    from models.ranker import POOLING_CHOICES, train_ranker
+
+    choices = POOLING_CHOICES[spec.variant] if cfg.ranker.choose_pooling else (spec.pooling,)
+    trained = {}
+    for pooling in dict.fromkeys((spec.pooling, *choices)):
+        candidate = dataclasses.replace(spec, pooling=pooling)
+        model, curve = train_ranker(train, cfg.ranker, candidate, progress, seed=cfg.ranker.seed,
+                                    summarizer=summarizer)  # fmt: skip
+        trained[pooling] = (min(curve.validation_loss), candidate, model, curve)
+    best = min(trained, key=lambda p: trained[p][0])
+    losses = {p: round(v[0], 6) for p, v in trained.items()}
+    return trained[best][1], trained[best][2], trained[best][3], losses
 
 
 def evaluate_rankers(
@@ -206,13 +242,18 @@ def evaluate_rankers(
     lengths = test["raw_history_length"].fillna(0).to_numpy()
     variants: dict[str, Any] = {}
     scores: dict[str, dict[int, np.ndarray]] = {}
+    summarizer = frozen_summarizer(cfg)
     for variant in cfg.ranker.variants:
-        spec = ranker_spec(cfg, variant)
+        spec, model, curve, pooling_losses = choose_pooling(
+            train, cfg, ranker_spec(cfg, variant), progress, summarizer
+        )
         runs, first_model = [], None
         scores[variant] = {}
         for offset in range(cfg.ranker.seeds):
             seed = cfg.ranker.seed + offset
-            model, curve = train_ranker(train, cfg.ranker, spec, progress, seed=seed)
+            if offset:
+                model, curve = train_ranker(train, cfg.ranker, spec, progress, seed=seed,
+                                            summarizer=summarizer)  # fmt: skip
             started = time.perf_counter()
             probs = score(model, test)
             scores[variant][seed] = probs
@@ -227,6 +268,8 @@ def evaluate_rankers(
             if first_model is None:
                 first_model = model
         variants[variant] = {
+            "pooling": spec.pooling,
+            "validation_loss_by_pooling": pooling_losses,
             "runs": runs,
             "summary": aggregate_runs(runs),
             "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in runs])),

@@ -805,7 +805,7 @@ def train_and_evaluate_ranker(
     days and evaluated on the later ``eval_days``; ``vista report`` compares baselines."""
     from models.evaluation import ranking_metrics
     from models.ranker import score, train_ranker
-    from vista.evaluation import ranker_spec
+    from vista.evaluation import frozen_summarizer, ranker_spec
 
     train_days, eval_days = impression_windows(cfg, as_of)
     train, test = training_set(cfg, train_days, as_of), training_set(cfg, eval_days, as_of)
@@ -817,7 +817,8 @@ def train_and_evaluate_ranker(
     started = time.perf_counter()
     # ranker_v1's feature service holds the summaries only, no raw items
     spec = dataclasses.replace(ranker_spec(cfg, "vista"), recent_items=0)
-    model, curve = train_ranker(train, cfg.ranker, spec, progress)
+    model, curve = train_ranker(train, cfg.ranker, spec, progress,
+                                summarizer=frozen_summarizer(cfg))  # fmt: skip
     train_seconds = time.perf_counter() - started
     coverage = float(test["summary"].notna().mean())
     labels, users = test["label"].to_numpy(), test["user_id"].to_numpy()

@@ -514,5 +514,11 @@ def write_report(folder: Path, evaluation: dict[str, Any], title: str) -> dict[s
         files["predictions"] = str(folder / PREDICTIONS)
     (folder / "evaluation.json").write_text(json.dumps(measured, indent=2, default=float))
     plots = _plots(measured, folder)
-    (folder / "report.md").write_text(render_markdown(measured, plots, title))
+    text = render_markdown(measured, plots, title)
+    probes = folder / "probes.json"
+    if probes.exists():  # `vista probe` ran for this snapshot: what the summaries remember
+        from vista.probing import render_probe_section
+
+        text += "\n" + render_probe_section(json.loads(probes.read_text()))
+    (folder / "report.md").write_text(text)
     return {**files, **{k: str(folder / v) for k, v in plots.items()}}

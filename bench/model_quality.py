@@ -1,0 +1,221 @@
+"""Model quality on a generated world, without Spark, Delta or Feast: the fast loop in
+which each summarizer or ranker change is justified by an ablation.
+
+The same code the pipeline runs (datasets.synthetic, models.train_summarizer,
+spark_jobs.summarize.summary_tokens, the int8 summary codec, models.ranker) on the
+same split (the last impression day evaluates), with histories and raw-history features
+built in memory. Each arm trains a summarizer (if it has a VISTA variant) and its
+rankers; scores are kept per row, so every arm and every variant is compared with the
+paired bootstrap over users that the report uses.
+
+    .venv/bin/python bench/model_quality.py --profile lifelong --name summary-design \\
+        --arm 'bidirectional={"summarizer": {"mode": "bidirectional"}}' \\
+        --arm 'memory={"summarizer": {"mode": "memory"}}' \\
+        --baselines blind,din_last100,sim_category,full_attention
+
+Prints AUC by history-length bucket with 95% intervals and writes
+docs/results/model_quality-<name>.{json,md} and the per-row scores beside them
+(.parquet). Arms are JSON overrides of the profile's `summarizer` and `ranker` sections
+(`variants` picks the rankers of an arm; `pooling` a dict variant -> pooling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from datasets.synthetic import ORACLE_COLUMNS, generate
+from models.evaluation import BUCKET_LABELS, paired_comparison_by_bucket
+from models.ranker import score, train_ranker
+from models.train_summarizer import train_summarizer
+from spark_jobs.summarize import summary_tokens
+from vista.config import VistaConfig, load_config
+from vista.evaluation import ranker_spec
+from vista.provenance import RESULTS_DIR, provenance
+from vista.summary_codec import decode_frame, encode
+
+SIM_LENGTH = 100
+
+
+def world(cfg: VistaConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(histories: one row per user, time-ordered arrays; impressions) of the profile."""
+    events, impressions = [], []
+    for ev, imp in generate(cfg.generator):
+        events.append(ev.select(["user_id", "item_id", "category", "event_timestamp"]))
+        impressions.append(imp)
+    ev = pa.concat_tables(events)
+    users = ev.column("user_id").to_numpy()
+    items, cats = ev.column("item_id").to_numpy(), ev.column("category").to_numpy()
+    ts = ev.column("event_timestamp").cast(pa.int64()).to_numpy()
+    bounds = np.r_[0, np.flatnonzero(np.diff(users)) + 1, len(users)]
+    cut = list(itertools.pairwise(bounds))
+    histories = pd.DataFrame({
+        "user_id": users[bounds[:-1]],
+        "item_ids": [items[a:b] for a, b in cut],
+        "categories": [cats[a:b] for a, b in cut],
+        "event_timestamps": [ts[a:b] for a, b in cut],
+    })  # fmt: skip
+    histories["history_length"] = histories["item_ids"].map(len)
+    return histories, pa.concat_tables(impressions).to_pandas()
+
+
+def ranker_frame(impressions: pd.DataFrame, histories: pd.DataFrame, tail: int,
+                 summaries: dict | None) -> pd.DataFrame:  # fmt: skip
+    """The columns the Feast evaluation service gives every variant."""
+    h = histories.set_index("user_id")
+    empty = np.zeros(0, np.int64)
+    # SIM's index: per (user, category), the most recent items of it first
+    sim = {}
+    for user, items, cats in zip(histories.user_id, histories.item_ids, histories.categories,
+                                 strict=True):  # fmt: skip
+        order = np.lexsort((-np.arange(len(cats)), cats))
+        bounds = np.r_[0, np.flatnonzero(np.diff(cats[order])) + 1, len(order)]
+        for a, b in itertools.pairwise(bounds):
+            sim[(user, cats[order[a]])] = items[order[a : min(b, a + SIM_LENGTH)]]
+    frame = impressions.copy()
+    known = frame.user_id.isin(h.index)
+    frame["tail_item_ids"] = [h.item_ids[u][-tail:] if k else empty
+                              for u, k in zip(frame.user_id, known, strict=True)]  # fmt: skip
+    frame["tail_categories"] = [h.categories[u][-tail:] if k else empty
+                                for u, k in zip(frame.user_id, known, strict=True)]  # fmt: skip
+    frame["category_item_ids"] = [sim.get((u, c), empty)
+                                  for u, c in zip(frame.user_id, frame.category, strict=True)]  # fmt: skip
+    frame["raw_history_length"] = [int(h.history_length[u]) if k else 0
+                                   for u, k in zip(frame.user_id, known, strict=True)]  # fmt: skip
+    frame["summary"] = [None if summaries is None else summaries.get(u) for u in frame.user_id]
+    return frame.reset_index(drop=True)
+
+
+def arm_config(base: VistaConfig, overrides: dict) -> VistaConfig:
+    data = base.model_dump(mode="json")
+    for section in ("summarizer", "ranker"):
+        data[section] = {**data[section], **overrides.get(section, {})}
+    return VistaConfig.model_validate(data)
+
+
+def run_arm(cfg: VistaConfig, histories, train_imp, test_imp, pooling: dict, seeds: int,
+            as_of_us: int) -> tuple[dict, dict]:  # fmt: skip
+    """Train the arm's summarizer (if it ranks with VISTA) and rankers; per-variant
+    (S, n) scores on the evaluation rows and timings."""
+    summarizer, summaries, timing = None, None, {}
+    if "vista" in cfg.ranker.variants:
+        started = time.perf_counter()
+        summarizer, _ = train_summarizer(histories, train_imp, as_of_us, cfg.summarizer,
+                                         progress=False)  # fmt: skip
+        timing["summarizer_seconds"] = time.perf_counter() - started
+        tokens = summary_tokens(histories, summarizer, cfg.generator.cutoff)
+        codes, scales = encode(tokens, cfg.features.summary_codec)
+        stored = pd.DataFrame({"summary_codes": codes, "summary_scales": list(scales),
+                               "summary_codec": cfg.features.summary_codec})  # fmt: skip
+        decoded = decode_frame(stored, cfg.summarizer.n_seeds, cfg.summarizer.dim)
+        summaries = dict(zip(histories.user_id, list(decoded), strict=True))
+    tail = max(cfg.ranker.full_attention_length, cfg.ranker.recent_items, SIM_LENGTH)
+    train = ranker_frame(train_imp, histories, tail, summaries)
+    test = ranker_frame(test_imp, histories, tail, summaries)
+    scores = {}
+    for variant in cfg.ranker.variants:
+        spec = ranker_spec(cfg, variant)
+        if variant in pooling:
+            spec = dataclasses.replace(spec, pooling=pooling[variant])
+        started = time.perf_counter()
+        scores[variant] = np.stack([
+            score(train_ranker(train, cfg.ranker, spec, False, seed=cfg.ranker.seed + s,
+                               summarizer=summarizer)[0], test)
+            for s in range(seeds)
+        ])  # fmt: skip
+        timing[f"{variant}_seconds"] = time.perf_counter() - started
+    return scores, timing
+
+
+def render(name: str, comparison: dict, arms: dict, meta: dict) -> str:
+    models = list(comparison["all"]["auc"])
+    buckets = [b for b in ("all", *BUCKET_LABELS) if b in comparison]
+    lines = [f"# Model quality: {name}", "",
+             f"Profile `{meta['profile']}`, {meta['eval_rows']:,} evaluation rows, "
+             f"{meta['seeds']} seed(s); AUC [95% interval, paired bootstrap over users].", "",
+             "| model | " + " | ".join(buckets) + " |", "|---|" + "---|" * len(buckets)]  # fmt: skip
+
+    def cell(c):
+        return f"{c['estimate']:.4f} [{c['low']:.4f}, {c['high']:.4f}]"
+
+    for m in models:
+        lines.append(f"| {m} | " + " | ".join(cell(comparison[b]["auc"][m]) for b in buckets)
+                     + " |")  # fmt: skip
+    lines.append("| rows | " + " | ".join(f"{comparison[b]['rows']:,}" for b in buckets) + " |")
+    reference = meta.get("reference")
+    if reference in models:
+        lines += ["", f"Differences, {reference} minus each model:", "",
+                  "| model | " + " | ".join(buckets) + " |", "|---|" + "---|" * len(buckets)]  # fmt: skip
+        for m in models:
+            if m != reference:
+                cells = [cell(comparison[b]["difference"][reference][m]) for b in buckets]
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Arms:", ""] + [f"- `{a}`: `{json.dumps(o)}`" for a, o in arms.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="lifelong")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--arm", action="append", default=[], help="name=JSON overrides")
+    parser.add_argument("--baselines", default="", help="raw-history variants, comma-separated")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--reference", default="", help="model the differences are taken from")
+    parser.add_argument("--resamples", type=int, default=1000)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    base = load_config(args.profile)
+    arms = {name: json.loads(text) for name, text in (a.split("=", 1) for a in args.arm)}
+    if args.baselines:
+        arms["baselines"] = {"ranker": {"variants": args.baselines.split(",")}}
+    started = time.perf_counter()
+    histories, impressions = world(base)
+    days = sorted(impressions.impression_date.unique())
+    eval_days = days[-base.ranker.eval_days :]
+    train_imp = impressions[~impressions.impression_date.isin(eval_days)]
+    test_imp = impressions[impressions.impression_date.isin(eval_days)].reset_index(drop=True)
+    as_of_us = int(base.generator.cutoff.timestamp() * 1e6)
+    scores, timings = {}, {}
+    for arm, overrides in arms.items():
+        cfg = arm_config(base, overrides)
+        got, timings[arm] = run_arm(cfg, histories, train_imp, test_imp,
+                                    overrides.get("pooling", {}), args.seeds, as_of_us)  # fmt: skip
+        for variant, s in got.items():
+            scores[variant if arm == "baselines" else f"{arm}/{variant}"] = s
+        print(arm, {k: round(v, 1) for k, v in timings[arm].items()}, flush=True)
+    lengths = test_imp.user_id.map(histories.set_index("user_id").history_length).fillna(0)
+    oracle = {c: test_imp[c].to_numpy()[None, :] for c in ORACLE_COLUMNS if c in test_imp}
+    comparison = paired_comparison_by_bucket(
+        test_imp.label.to_numpy(), test_imp.user_id.to_numpy(), lengths.to_numpy(),
+        {**scores, **oracle}, resamples=args.resamples, confidence=0.95, seed=0, min_users=20,
+    )  # fmt: skip
+    meta = {"profile": args.profile, "eval_rows": len(test_imp), "seeds": args.seeds,
+            "reference": args.reference, "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    table = render(args.name, comparison, arms, meta)
+    print(table)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"model_quality-{args.name}"
+    predictions = test_imp[["impression_id", "user_id", "label"]].assign(history_length=lengths)
+    for model, s in scores.items():
+        for seed, row in enumerate(s):
+            predictions[f"score__{model}__seed{seed}"] = row.astype(np.float32)
+    predictions.to_parquet(out.with_suffix(".parquet"), index=False)
+    payload = {"name": args.name, "arms": arms, **meta, "timings": timings,
+               "comparison": comparison, "generator": base.generator.model_dump(mode="json"),
+               **provenance()}  # fmt: skip
+    Path(out.with_suffix(".json")).write_text(json.dumps(payload, indent=2, default=float))
+    Path(out.with_suffix(".md")).write_text(table)
+
+
+if __name__ == "__main__":
+    main()
