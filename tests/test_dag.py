@@ -138,7 +138,7 @@ def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
     docs = cfg.paths.reports / as_of / "data_docs" / "index.html"
     assert docs.exists()
     assert "user_summaries" in docs.read_text()
-    assert set(head["evaluation_auc"]) == {"vista", "din_last100", "sim_category",
+    assert set(head["evaluation_auc"]) == {"blind", "vista", "din_last100", "sim_category",
                                            "full_attention", "oracle"}  # fmt: skip
     assert "## AUC by history length" in (cfg.paths.reports / as_of / "report.md").read_text()
 
