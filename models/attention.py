@@ -146,17 +146,32 @@ class TokenPooling(nn.Module):
         return weights @ tokens  # (B, C, D)
 
 
+def slot_match(values: torch.Tensor, context: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Per head, how much of the candidate its slot read holds: <value(candidate), read>.
+    values, context: (B, C, D) -> (B, C, H). Over a memory-mode summary with slot
+    addressing the read of head h is the (log-scaled) sum of the values written into the
+    candidate's slots, so this is QLA's candidate read made explicit: large when the
+    user consumed this very item (or items that share its value), however long ago. An
+    MLP over [candidate, context, candidate * context] can only form a diagonal bilinear
+    map of the two and would have to learn the value projection to find it."""
+    B, C, _ = values.shape
+    return (values.view(B, C, n_heads, -1) * context.view(B, C, n_heads, -1)).sum(-1)
+
+
 class TargetAttentionHead(nn.Module):
     """Each candidate pools a short token sequence (TokenPooling); an MLP scores
-    [candidate, context, candidate * context]."""
+    [candidate, context, candidate * context] (+ the slot match per head, when given the
+    candidates' values)."""
 
     def __init__(
         self, dim: int, hidden: int = 64, n_tokens: int = 1, pooling: str = "softmax",
-        n_heads: int = 1,
+        n_heads: int = 1, match: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         self.pool = TokenPooling(dim, n_tokens, pooling, n_heads)
-        self.mlp = nn.Sequential(nn.Linear(3 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.match_heads = n_heads if match else 0
+        self.mlp = nn.Sequential(nn.Linear(3 * dim + self.match_heads, hidden), nn.GELU(),
+                                 nn.Linear(hidden, 1))  # fmt: skip
 
     def forward(
         self,
@@ -164,8 +179,12 @@ class TargetAttentionHead(nn.Module):
         tokens: torch.Tensor,
         token_mask: torch.Tensor | None = None,
         slot_logits: torch.Tensor | None = None,
+        values: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """candidates: (B, C, D), tokens: (B, K, D), token_mask: (B, K) -> logits (B, C)."""
+        """candidates: (B, C, D), tokens: (B, K, D), token_mask: (B, K), values (match
+        only): (B, C, D) the candidates as the summarizer writes them -> logits (B, C)."""
         context = self.pool(candidates, tokens, token_mask, slot_logits)  # (B, C, D)
-        features = torch.cat([candidates, context, candidates * context], dim=-1)
-        return self.mlp(features).squeeze(-1)  # (B, C)
+        parts = [candidates, context, candidates * context]
+        if self.match_heads:
+            parts.append(slot_match(values, context, self.match_heads))
+        return self.mlp(torch.cat(parts, dim=-1)).squeeze(-1)  # (B, C)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from models.attention import TokenPooling
+from models.attention import TokenPooling, slot_match
 from models.summarizer import item_index
 from vista.config import RankerConfig
 
@@ -88,6 +88,8 @@ class RankerSpec:
     recent_items: int = 0  # vista only: the last R raw items beside the tokens
     full_attention_length: int = 2048
     pooling: str = ""  # of the summary tokens (vista) or the raw items; "" = the default
+    # vista with slot pooling: add the candidate's match with its slot read per head
+    slot_match: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -100,6 +102,10 @@ class RankerSpec:
             raise ValueError("the summary tokens pool by softmax, sum or slot, not din")
         if self.variant != "vista" and self.pooling == "slot":
             raise ValueError("slot pooling reads summary tokens: vista only")
+
+    @property
+    def uses_slot_match(self) -> bool:
+        return self.slot_match and self.variant == "vista" and self.pooling == "slot"
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -337,12 +343,16 @@ class Ranker(nn.Module):
             self.token_pool = TokenPooling(dim, spec.summary.n_tokens, spec.pooling,
                                            spec.summary.n_heads)  # fmt: skip
             contexts += 1
+        self.match_heads = spec.summary.n_heads if spec.uses_slot_match else 0
+        if self.match_heads:  # the candidate as the summarizer writes it (its value)
+            self.match_value = nn.Linear(dim, dim, bias=False)
         if spec.sequence_length:
             # vista's recent items keep the pooling of the full-attention baseline
             raw = "softmax" if spec.variant == "vista" else spec.pooling
             self.pool = sequence_pooling(raw, dim, spec.sequence_length)
             contexts += 1
-        self.mlp = nn.Sequential(nn.Linear((1 + 2 * contexts) * dim, 64), nn.GELU(),
+        self.mlp = nn.Sequential(nn.Linear((1 + 2 * contexts) * dim + self.match_heads, 64),
+                                 nn.GELU(),
                                  nn.Linear(64, 1))  # fmt: skip
 
     def embed(self, items: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
@@ -361,6 +371,8 @@ class Ranker(nn.Module):
         if tokens is not None:
             context = self.token_pool(candidates, tokens)
             parts += [context, candidates * context]
+            if self.match_heads:
+                parts.append(slot_match(self.match_value(candidates), context, self.match_heads))
         if keys is not None:
             context = self.pool(candidates, keys, mask)
             parts += [context, candidates * context]
@@ -395,6 +407,8 @@ class Ranker(nn.Module):
                 if weight.shape == pool.weights.weight.shape:
                     pool.weights.weight.copy_(weight)
                     pool.weights.bias.copy_(bias)
+            if self.match_heads and hasattr(summarizer, "value"):
+                self.match_value.weight.copy_(summarizer.value.weight)
         return True
 
 

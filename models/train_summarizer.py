@@ -40,7 +40,7 @@ class SourceModel(nn.Module):
         super().__init__()
         self.summarizer = build_summarizer(cfg)
         self.head = TargetAttentionHead(cfg.dim, n_tokens=cfg.n_seeds, pooling=cfg.head_pooling,
-                                        n_heads=cfg.n_heads)  # fmt: skip
+                                        n_heads=cfg.n_heads, match=cfg.slot_match)  # fmt: skip
         self.decoder = ReconstructionDecoder(cfg.dim, cfg.n_heads) if cfg.recon_weight else None
 
     def forward(
@@ -54,7 +54,8 @@ class SourceModel(nn.Module):
         # slots that events like it were written into
         tied = self.head.pool.pooling == "slot" and hasattr(self.summarizer, "address_logits")
         slot_logits = self.summarizer.address_logits(candidates) if tied else None
-        logits = self.head(candidates, tokens, slot_logits=slot_logits)
+        values = self.summarizer.value(candidates) if self.head.match_heads else None
+        logits = self.head(candidates, tokens, slot_logits=slot_logits, values=values)
         if self.decoder is None:
             return logits, None
         embedded = self.summarizer.embed(history, slice(None))  # (B, N, D)

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -248,3 +250,50 @@ def test_slot_ranker_starts_reading_where_the_summarizer_writes():
         want = summarizer.address_logits(summarizer.embed_candidates(items, cats))
         got = ranker.token_pool.weights(ranker.embed(items, cats)).view(1, 3, 2, 4)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_slot_match_grows_with_how_often_the_candidate_was_consumed():
+    """The slot match reads item-level memory: for a candidate the user consumed n times,
+    <value(candidate), slot read> grows with n, and it is larger than for the same
+    history without that item; the ranker starts from the summarizer's value map."""
+    import torch
+
+    from models.attention import TokenPooling, slot_match
+    from models.ranker import Ranker
+    from models.summarizer import build_summarizer, encode_histories
+    from vista.config import SummarizerConfig
+
+    torch.manual_seed(0)
+    cfg = SummarizerConfig(mode="memory", address="softmax", head_pooling="slot",
+                           slot_match=True, n_seeds=4, dim=16, n_heads=2, vocab_size=128,
+                           category_vocab_size=16)  # fmt: skip
+    summarizer = build_summarizer(cfg).eval()
+    pool = TokenPooling(16, 4, "slot", 2)
+    item, cat = 5, 3
+    others = np.arange(20, 40)
+
+    def match(history_items):
+        n = len(history_items)
+        batch = encode_histories([np.asarray(history_items)], [np.full(n, cat)],
+                                 [np.zeros(n, np.int64)], 0, cfg)  # fmt: skip
+        with torch.no_grad():
+            tokens = summarizer(batch)
+            cand = summarizer.embed_candidates(
+                torch.tensor([[item + 1]]), torch.tensor([[cat + 1]])
+            )
+            context = pool(cand, tokens, slot_logits=summarizer.address_logits(cand))
+            return slot_match(summarizer.value(cand), context, 2).sum().item()
+
+    counts = [match(np.r_[others, np.full(n, item)]) for n in (1, 4, 16, 64)]
+    assert all(a < b for a, b in itertools.pairwise(counts)), counts
+    assert match(others) < counts[0]
+    ranker = Ranker(RankerSpec("vista", SummaryShape(4, 16, 2), 128, 16, pooling="slot",
+                               slot_match=True), CFG)  # fmt: skip
+    assert ranker.match_heads == 2
+    assert ranker.init_from_summarizer(summarizer)
+    torch.testing.assert_close(ranker.match_value.weight, summarizer.value.weight)
+    softmax = Ranker(RankerSpec("vista", SummaryShape(4, 16, 2), 128, 16, pooling="softmax",
+                                slot_match=True), CFG)  # fmt: skip
+    assert softmax.match_heads == 0  # the match reads slots: other poolings go without
+    with pytest.raises(ValueError, match="slot_match needs mode: memory"):
+        SummarizerConfig(slot_match=True)

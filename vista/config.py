@@ -258,6 +258,10 @@ class SummarizerConfig(_Section):
     # phi(k_i) (QLA's feature map, unnormalised); softmax: a distribution over the K seeds
     # (a soft, learned bucketing of events, as TWIN-V2's clusters; read back by "slot")
     address: Literal["silu", "softmax"] = "silu"
+    # slot pooling: the head (and the VISTA ranker) also gets, per head, the dot product
+    # of the candidate's value with its slot read, i.e. how much of this very item the
+    # user's memory holds (models/attention.slot_match): item-level memory, read exactly
+    slot_match: bool = False
     n_seeds: Annotated[int, Field(ge=1, le=4096)] = 16
     dim: Annotated[int, Field(ge=4, le=4096)] = 32
     n_layers: Annotated[int, Field(ge=1, le=32)] = 2
@@ -290,6 +294,10 @@ class SummarizerConfig(_Section):
         if len(self.head_half_life_days) not in (1, self.n_heads):
             raise ValueError(f"head_half_life_days has {len(self.head_half_life_days)} values:"
                              f" give 1 or n_heads ({self.n_heads})")  # fmt: skip
+        if self.slot_match and (self.mode, self.head_pooling) != ("memory", "slot"):
+            raise ValueError("slot_match needs mode: memory and head_pooling: slot (it reads"
+                             f" the candidate's slots), got mode {self.mode!r}, head_pooling"
+                             f" {self.head_pooling!r}")  # fmt: skip
         if self.train_recent_events >= self.train_max_events:
             raise ValueError(f"train_recent_events ({self.train_recent_events}) must be < "
                              f"train_max_events ({self.train_max_events})")  # fmt: skip

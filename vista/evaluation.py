@@ -184,6 +184,7 @@ def ranker_spec(cfg: VistaConfig, variant: str):
         full_attention_length=cfg.ranker.full_attention_length,
         # VISTA reads the tokens the way the source model's head did when they were made
         pooling=cfg.summarizer.head_pooling if variant == "vista" else "",
+        slot_match=cfg.summarizer.slot_match,
     )
 
 
