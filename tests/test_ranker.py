@@ -297,3 +297,27 @@ def test_slot_match_grows_with_how_often_the_candidate_was_consumed():
     assert softmax.match_heads == 0  # the match reads slots: other poolings go without
     with pytest.raises(ValueError, match="slot_match needs mode: memory"):
         SummarizerConfig(slot_match=True)
+
+
+@pytest.mark.parametrize("variant", ["vista", "full_attention", "sim_category", "blind"])
+def test_rows_sharing_keys_are_scored_together_as_one_by_one(variant):
+    """Candidates of one user share one embedding of their keys (grouped), with the same
+    logits as scoring each row alone; rows group only when keys and summary are equal."""
+    import torch
+
+    from models.ranker import Ranker, _logits, key_groups, prepare
+
+    rows = planted(n_users=12, per_user=6)
+    data = prepare(rows, spec(variant))
+    model = Ranker(spec(variant), CFG).eval()
+    with torch.no_grad():
+        alone = torch.cat([model(*data.batch(np.array([i]))) for i in range(len(data))])
+        grouped = _logits(model, data, np.arange(len(data)), batch_size=16)
+    torch.testing.assert_close(grouped, alone, rtol=1e-4, atol=1e-5)
+    if variant in ("vista", "full_attention"):  # one group per user: each has other keys
+        assert (rows.groupby(data.groups).user_id.nunique() == 1).all()
+        assert len(np.unique(data.groups)) == rows.user_id.nunique()
+    offsets = np.array([0, 3, 6, 9])
+    items = np.array([1, 2, 3, 1, 2, 3, 3, 2, 1])  # row 2: the same items, reversed
+    groups = key_groups(offsets, items, np.zeros(9, np.int64), np.zeros((3, 2), np.float32))
+    assert groups[0] == groups[1] != groups[2]
