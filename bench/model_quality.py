@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import itertools
 import json
 import time
@@ -33,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from datasets.loaders import load_events, split_source
 from datasets.synthetic import ORACLE_COLUMNS, generate
 from models.evaluation import BUCKET_LABELS, paired_comparison_by_bucket
 from models.ranker import score, train_ranker
@@ -46,16 +48,9 @@ from vista.summary_codec import decode_frame, encode
 SIM_LENGTH = 100
 
 
-def world(cfg: VistaConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(histories: one row per user, time-ordered arrays; impressions) of the profile."""
-    events, impressions = [], []
-    for ev, imp in generate(cfg.generator):
-        events.append(ev.select(["user_id", "item_id", "category", "event_timestamp"]))
-        impressions.append(imp)
-    ev = pa.concat_tables(events)
-    users = ev.column("user_id").to_numpy()
-    items, cats = ev.column("item_id").to_numpy(), ev.column("category").to_numpy()
-    ts = ev.column("event_timestamp").cast(pa.int64()).to_numpy()
+def histories_of(users: np.ndarray, items: np.ndarray, cats: np.ndarray,
+                 ts: np.ndarray) -> pd.DataFrame:  # fmt: skip
+    """Events sorted by (user, time) -> one row per user with time-ordered arrays."""
     bounds = np.r_[0, np.flatnonzero(np.diff(users)) + 1, len(users)]
     cut = list(itertools.pairwise(bounds))
     histories = pd.DataFrame({
@@ -65,7 +60,37 @@ def world(cfg: VistaConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
         "event_timestamps": [ts[a:b] for a, b in cut],
     })  # fmt: skip
     histories["history_length"] = histories["item_ids"].map(len)
-    return histories, pa.concat_tables(impressions).to_pandas()
+    return histories
+
+
+def world(cfg: VistaConfig) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(histories: one row per user, time-ordered arrays; impressions; the snapshot in
+    epoch microseconds) of the profile's generated world."""
+    events, impressions = [], []
+    for ev, imp in generate(cfg.generator):
+        events.append(ev.select(["user_id", "item_id", "category", "event_timestamp"]))
+        impressions.append(imp)
+    ev = pa.concat_tables(events)
+    histories = histories_of(ev.column("user_id").to_numpy(), ev.column("item_id").to_numpy(),
+                             ev.column("category").to_numpy(),
+                             ev.column("event_timestamp").cast(pa.int64()).to_numpy())  # fmt: skip
+    as_of_us = int(cfg.generator.cutoff.timestamp() * 1e6)
+    return histories, pa.concat_tables(impressions).to_pandas(), as_of_us
+
+
+def source_world(cfg: VistaConfig) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The same from the profile's events file (``source``), split as the pipeline splits
+    it (global cutoff or per user); every impression reads the history before the
+    snapshot, as the summaries made at that snapshot do."""
+    split = split_source(load_events(cfg.source), cfg.source)
+    as_of = pd.Timestamp(split.as_of, tz="UTC")
+    events = split.events[split.events.event_timestamp < as_of]
+    events = events.sort_values(["user_id", "event_timestamp"], kind="stable")
+    ts = events.event_timestamp.dt.tz_convert("UTC").dt.tz_localize(None)
+    histories = histories_of(events.user_id.to_numpy(np.int64), events.item_id.to_numpy(np.int64),
+                             events.category.fillna(-1).to_numpy(np.int64),
+                             ts.to_numpy("datetime64[us]").astype(np.int64))  # fmt: skip
+    return histories, split.impressions, int(as_of.timestamp() * 1e6)
 
 
 def ranker_frame(impressions: pd.DataFrame, histories: pd.DataFrame, tail: int,
@@ -112,7 +137,8 @@ def run_arm(cfg: VistaConfig, histories, train_imp, test_imp, pooling: dict, see
         summarizer, _ = train_summarizer(histories, train_imp, as_of_us, cfg.summarizer,
                                          progress=False)  # fmt: skip
         timing["summarizer_seconds"] = time.perf_counter() - started
-        tokens = summary_tokens(histories, summarizer, cfg.generator.cutoff)
+        as_of = dt.datetime.fromtimestamp(as_of_us / 1e6, tz=dt.UTC)
+        tokens = summary_tokens(histories, summarizer, as_of)
         codes, scales = encode(tokens, cfg.features.summary_codec)
         stored = pd.DataFrame({"summary_codes": codes, "summary_scales": list(scales),
                                "summary_codec": cfg.features.summary_codec})  # fmt: skip
@@ -179,12 +205,11 @@ def main() -> None:
     if args.baselines:
         arms["baselines"] = {"ranker": {"variants": args.baselines.split(",")}}
     started = time.perf_counter()
-    histories, impressions = world(base)
+    histories, impressions, as_of_us = (source_world if base.source else world)(base)
     days = sorted(impressions.impression_date.unique())
     eval_days = days[-base.ranker.eval_days :]
     train_imp = impressions[~impressions.impression_date.isin(eval_days)]
     test_imp = impressions[impressions.impression_date.isin(eval_days)].reset_index(drop=True)
-    as_of_us = int(base.generator.cutoff.timestamp() * 1e6)
     scores, timings = {}, {}
     for arm, overrides in arms.items():
         cfg = arm_config(base, overrides)
