@@ -18,7 +18,7 @@ export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run run-movielens report report-counts report-movielens report-movielens-per-user ablate probe test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres airflow-postgres airflow-postgres-stop clean clean-state lock
+.PHONY: help install run run-movielens report report-counts report-movielens report-movielens-per-user report-repeat ablate probe test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres airflow-postgres airflow-postgres-stop clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -113,6 +113,10 @@ report-movielens: install movielens ## The same evaluation on MovieLens-100K
 
 report-movielens-per-user: install movielens ## The same, each user's last 20% of ratings held out (conf/movielens-per-user.yaml)
 	$(BIN)/vista dag-test --profile movielens-per-user --evaluate
+
+report-repeat: install ## A repeat label (grocery `reordered`) through the generic CSV loader: do summaries remember which items? (conf/repeat.yaml)
+	$(BIN)/python bench/repeat_world.py
+	$(BIN)/vista dag-test --profile repeat --evaluate
 
 lint: $(STAMP) ## ruff check + ruff format --check
 	$(BIN)/ruff check .
