@@ -493,12 +493,15 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-def test_fuzzed_bodies_never_get_500_and_memory_comes_back(served):
+def test_fuzzed_bodies_never_get_500_and_memory_comes_back(served, tmp_path):
     """Thousands of generated bodies: every answer is 200, 413 or 422 (never 500, and no
     exception in the app), and this process (the server under TestClient) holds no more
     than 10% more memory afterwards than after a warm-up with the same kinds of body."""
     from hypothesis import HealthCheck, given, settings
+    from hypothesis.configuration import set_hypothesis_home_dir
 
+    # Hypothesis caches (constants, unicode data) under ./.hypothesis by default: the repo
+    set_hypothesis_home_dir(tmp_path / "hypothesis")
     cfg, as_of, _, service, _ = served
     user = int(pipeline.read_summaries(cfg, as_of)["user_id"].iloc[0])
     client = TestClient(serving.create_app(service, cfg.serving))
@@ -524,7 +527,10 @@ def test_fuzzed_bodies_never_get_500_and_memory_comes_back(served):
             client.post("/score", content=body, headers=headers)
     before = rss_bytes()
     started = time.perf_counter()
-    post()
+    try:
+        post()
+    finally:
+        set_hypothesis_home_dir(None)
     seconds = time.perf_counter() - started
     after = rss_bytes()
     print(f"fuzz: {sum(statuses.values())} bodies in {seconds:.1f} s, statuses {dict(statuses)},"
