@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import platform
@@ -115,10 +116,12 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
 def start_server(service):
     import uvicorn
 
-    from vista.serving import create_app
+    from vista.serving import create_app, freeze_startup_heap
 
     port = free_port()
-    config = uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(service)
+    freeze_startup_heap()  # as `vista serve` does
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -257,7 +260,10 @@ def main() -> None:
         users = pick_users(cfg, world["as_of"])
         from vista.serving import load_service
 
-        service = load_service(cfg)
+        # the world is synthetic and dated: serve as of its snapshot's day, so summaries
+        # are fresh (at today's date they would be past features.ttl_days: "stale")
+        served_at = world["as_of"] + dt.timedelta(hours=12)
+        service = load_service(cfg, clock=lambda: served_at)
         server, thread, url = start_server(service)
         try:
             rows = time_service(url, service, users, args.requests, args.seed)

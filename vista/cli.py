@@ -351,17 +351,21 @@ def serve(
 ) -> None:
     """Online scoring: POST /score {user_id, candidates: [{item_id, category}]} scores the
     candidates with the current ranker from the user's summary in the online store;
-    GET /health; OpenAPI docs at /docs."""
+    GET /health; API docs at /docs and /redoc (served offline). Listens on loopback
+    unless --host says otherwise; bodies over serving.max_body_bytes get 413."""
     import uvicorn
 
-    from vista.serving import create_app, load_service
+    from vista.serving import create_app, freeze_startup_heap, load_service
 
+    cfg = _config(profile)
     try:
-        service = load_service(_config(profile))
+        service = load_service(cfg)
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+    app = create_app(service, cfg.serving)
+    freeze_startup_heap()
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @app.command("spark-cluster")

@@ -391,6 +391,23 @@ class FeaturesConfig(_Section):
         return re.sub(r"(password=)(?!\$\{)[^,]*", r"\1***", connection)
 
 
+class ServingConfig(_Section):
+    """`vista serve`: what the scoring service accepts, and how it answers for a user whose
+    stored summary is older than ``features.ttl_days``."""
+
+    # a request body over this is refused with 413 before it is parsed, whether the request
+    # declares its length or streams it in chunks. 1 MiB holds the largest valid request
+    # (MAX_CANDIDATES = 10,000 candidates with 19-digit ids is ~0.65 MB of JSON) and bounds
+    # what one request can make the service read, parse and hold
+    max_body_bytes: Annotated[int, Field(ge=1024, le=2**30)] = 2**20
+    # a summary older than features.ttl_days is answered as "stale". cold_start (the
+    # default) scores the user as one without a summary: the training join never pairs an
+    # impression with a summary older than the ttl (Feast drops it offline), so the ranker
+    # has never seen one; and a summary that stopped being refreshed usually means its
+    # pipeline broke. score reads it anyway, for when late refreshes are known to be benign
+    stale_summaries: Literal["cold_start", "score"] = "cold_start"
+
+
 class AirflowConfig(_Section):
     """The Airflow that `vista dag-test` and `vista airflow-ui` start: where its metadata
     lives and how many tasks run at once. On Kubernetes the Helm chart sets these
@@ -567,6 +584,7 @@ class VistaConfig(_Section):
     ranker: RankerConfig = RankerConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     features: FeaturesConfig = FeaturesConfig()
+    serving: ServingConfig = ServingConfig()
     airflow: AirflowConfig = AirflowConfig()
     probe: ProbeConfig = ProbeConfig()
     source: SourceConfig | None = None

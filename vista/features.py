@@ -173,11 +173,14 @@ def materialize(store, end: dt.datetime, start: dt.datetime | None = None) -> No
         store.materialize(start_date=start, end_date=end)
 
 
-def online_summaries(store, user_ids: list[int]) -> dict[str, list]:
+def online_summaries(store, user_ids: list[int], event_timestamps: bool = False) -> dict[str, list]:
+    """Decoded summaries with their row's metadata; ``event_timestamps`` adds
+    ``<feature>__ts`` (seconds since the epoch: the snapshot the row was computed at).
+    Feast applies a view's ttl offline only: an online read returns a row of any age."""
     features = [f"{SUMMARY_VIEW}:summary"] + [
         f"{ENCODED_VIEW}:{name}" for name in ("history_length", "summarizer_version")
     ]
     response = store.get_online_features(
         features=features, entity_rows=[{"user_id": int(u)} for u in user_ids]
     )
-    return response.to_dict()
+    return response.to_dict(include_event_timestamps=event_timestamps)
