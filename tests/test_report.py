@@ -246,3 +246,34 @@ def test_real_data_without_an_oracle_has_no_headroom_sections():
     assert "## The world's headroom" not in report
     assert "| VISTA minus |" in report
     assert re.search(r"\| DIN, last 100 items \| [+-]\d\.\d{4} \[", report)
+
+
+def test_targets_are_reported_met_or_missed_by_their_intervals():
+    """A profile's targets (evaluation.targets) come back met, met by the estimate only
+    or missed, from the same paired bootstrap as every other figure."""
+    from vista.config import TargetConfig
+    from vista.report import target_checks
+
+    predictions = _world()
+    targets = [
+        TargetConfig(versus="blind", buckets=["1k-10k"], margin=0.0),  # a lift it has
+        TargetConfig(versus="blind", buckets=["1k-10k"], margin=0.9),  # one it has not
+        TargetConfig(versus="best_raw", buckets=["all"], margin=-1.0),
+        TargetConfig(versus="headroom", buckets=["all"], margin=0.0),
+        TargetConfig(versus="full_attention", buckets=["all"]),  # not in this evaluation
+    ]
+    settings = EvaluationConfig(resamples=300, min_users=30, targets=targets)
+    evaluation = _evaluation(predictions, settings)
+    checks = target_checks(evaluation["intervals"]["buckets"],
+                           evaluation["intervals"]["targets"])  # fmt: skip
+    assert [c["status"] for c in checks] == ["met", "missed", "met", "met", "not measured"]
+    assert checks[2]["against"] == "din_last100"  # the only raw-history ranker here
+    gap = evaluation["intervals"]["buckets"]["1k-10k"]["difference"]["vista"]["blind"]
+    assert checks[0]["figure"] == gap
+    report = render_markdown(evaluation, {"auc_by_bucket": "a", "scoring_cost": "b",
+                                          "training_curves": "c"}, "targets")  # fmt: skip
+    table = _table(report, "## Targets")
+    assert "3 of 5 met" in report
+    assert list(table)[1] == "VISTA minus the history-blind ranker >= +0.900 AUC"
+    with pytest.raises(ValueError, match="versus"):
+        TargetConfig(versus="oracle")

@@ -348,6 +348,23 @@ class RankerConfig(_Section):
     ]
 
 
+class TargetConfig(_Section):
+    """A claim the report checks and says, met or missed, with its interval: ``model``'s
+    AUC minus ``versus``'s is at least ``margin`` on each of ``buckets`` (``versus``
+    ``best_raw``: the best raw-history ranker of that bucket; ``headroom``: the model's
+    headroom captured, (AUC - blind) / (oracle - blind), is at least ``margin``)."""
+
+    model: Literal["vista", "din_last100", "sim_category", "full_attention", "blind"] = "vista"
+    versus: Literal["din_last100", "sim_category", "full_attention", "blind", "best_raw",
+                    "headroom"]  # fmt: skip
+    buckets: list[Literal["all", "0 (cold start)", "1-100", "101-1k", "1k-10k", "10k-100k",
+                          ">100k"]] = ["all"]  # fmt: skip
+    margin: Annotated[float, Field(ge=-1, le=1)] = 0.0
+    # met as long as the interval reaches the margin (the data cannot say it falls short),
+    # for targets of the form "at least X within the interval"
+    within_interval: bool = False
+
+
 class EvaluationConfig(_Section):
     """How model comparisons are tested (`vista report`, `vista ablate`): a paired
     bootstrap over users, whose percentile interval decides "beats" and "trails"."""
@@ -360,6 +377,8 @@ class EvaluationConfig(_Section):
     # a bucket with fewer users gets estimates but no interval: a percentile bootstrap
     # over a handful of users understates the uncertainty
     min_users: Annotated[int, Field(ge=2, le=1_000_000)] = 20
+    # what the report must say is met or missed (a profile states its product targets)
+    targets: list[TargetConfig] = []
 
 
 class FeaturesConfig(_Section):

@@ -363,6 +363,74 @@ def difference_table(evaluation: dict, buckets: list[str]) -> list[str]:
     return [*lines, ""]
 
 
+RAW_HISTORY = ("din_last100", "sim_category", "full_attention")
+
+
+def target_checks(compared: dict, targets: list[dict]) -> list[dict]:
+    """Each target on each of its buckets: the figure it is about (a difference of AUCs
+    or a headroom captured, with its interval) and whether it is met: ``met`` when the
+    whole interval clears the margin, ``met (estimate)`` when only the estimate does,
+    ``met (within interval)`` for a ``within_interval`` target whose interval reaches
+    the margin, ``missed`` otherwise, ``not measured`` where the figure is absent."""
+    out = []
+    for target in targets:
+        model, margin = target["model"], target["margin"]
+        for bucket in target["buckets"]:
+            cell = compared.get(bucket, {})
+            versus = target["versus"]
+            if versus == "best_raw":
+                raw = [m for m in RAW_HISTORY if m in cell.get("auc", {}) and m != model]
+                versus = max(raw, key=lambda m: cell["auc"][m]["estimate"]) if raw else None
+            if versus == "headroom":
+                figure = headroom_cell(compared, bucket, model)
+            else:
+                figure = cell.get("difference", {}).get(model, {}).get(versus)
+            if figure is None or not math.isfinite(figure["estimate"]):
+                status = "not measured"
+            elif math.isfinite(figure["low"]) and figure["low"] >= margin:
+                status = "met"
+            elif figure["estimate"] >= margin:
+                status = "met (estimate)"
+            elif target.get("within_interval") and figure["high"] >= margin:
+                status = "met (within interval)"
+            else:
+                status = "missed"
+            out.append({**target, "bucket": bucket, "against": versus, "figure": figure,
+                        "status": status})  # fmt: skip
+    return out
+
+
+def _target_words(check: dict) -> str:
+    model = SHORT.get(check["model"], check["model"])
+    if check["versus"] == "headroom":
+        return f"{model} captures at least {check['margin']:.0%} of the headroom"
+    against = SHORT.get(check["against"], check["against"] or "a raw-history ranker")
+    best = "the best raw-history ranker, " if check["versus"] == "best_raw" else ""
+    return f"{model} minus {best}{against} >= {check['margin']:+.3f} AUC"
+
+
+def targets_table(evaluation: dict) -> list[str]:
+    """The profile's targets (``evaluation.targets``), each met or missed by its figure."""
+    targets = evaluation.get("intervals", {}).get("targets") or []
+    if not targets:
+        return []
+    checks = target_checks(_compared(evaluation), targets)
+    missed = [c for c in checks if c["status"] in ("missed", "not measured")]
+    lines = ["## Targets", "",
+             f"{len(checks) - len(missed)} of {len(checks)} met. \"met\": the whole 95% "
+             "interval clears the margin; \"met (estimate)\": only the estimate does.", "",
+             "| target | users | figure [95% CI] | status |", "|---|---|---|---|"]  # fmt: skip
+    for c in checks:
+        figure = (
+            "n/a"
+            if c["figure"] is None
+            else _interval(c["figure"], percent=c["versus"] == "headroom")
+        )
+        lines.append(f"| {_target_words(c)} | {_bucket_words(c['bucket'])} | {figure} | "
+                     f"{c['status']} |")  # fmt: skip
+    return [*lines, ""]
+
+
 def headroom_table(evaluation: dict, buckets: list[str]) -> list[str]:
     """(AUC - blind) / (oracle - blind) per model and bucket, where both are known."""
     compared = _compared(evaluation)
@@ -442,6 +510,7 @@ def render_markdown(evaluation: dict, plots: dict[str, str], title: str) -> str:
         *rows_table(evaluation, buckets),
         "",
         *difference_table(evaluation, buckets),
+        *targets_table(evaluation),
         *headroom_table(evaluation, buckets),
         *world_table(evaluation, buckets),
     ]
