@@ -63,6 +63,8 @@ REASONS = {
     "conflicting_duplicate": "same user, item, time and event type as an earlier row, with "
     "a different label or category: the earlier row is kept",
     "unreadable_file": "the whole file could not be read (row_number 0; detail says why)",
+    "rejected_by_suite": "a row already in events that the events suite rejects, moved here "
+    "by `vista quarantine evict` (stored by an older version or by hand)",
 }
 DEDUPE_KEY = ["user_id", "item_id", "event_timestamp", "event_type"]
 QUARANTINE_SCHEMA = pa.schema(
@@ -107,7 +109,9 @@ class RawRows:
 
     source_file: str
     frame: pd.DataFrame
-    rejected: list[tuple[int, str, str, str]] = field(default_factory=list)  # n, reason, detail, raw
+    rejected: list[tuple[int, str, str, str]] = field(
+        default_factory=list
+    )  # n, reason, detail, raw
     lines: dict[int, str] | None = None  # text formats: row number -> the row's raw text
 
     @property
@@ -269,7 +273,10 @@ def read_rows(path: Path, fmt: str, separator: str = ",") -> RawRows:
     except (ValueError, OSError, EOFError, pa.ArrowException, UnicodeError, lzma.LZMAError,
             csv.Error) as exc:  # fmt: skip
         raise SourceError(f"cannot read {path} as {fmt}: {exc}") from exc
-    if rows.frame.empty and rows.rejected and all(r[1] == "malformed_row" for r in rows.rejected):
+    # JSON lines have no header to tell a wrong format (a JSON array, a binary file) from
+    # bad rows: no line at all that parses means the file is not JSON lines. A CSV with
+    # its header has its columns, so each of its rows counts on its own
+    if fmt == "jsonl" and rows.frame.empty and rows.rejected:
         number, _, _, text = rows.rejected[0]
         raise SourceError(
             f"cannot read {path} as {fmt}: none of its {len(rows.rejected)} rows parses "
@@ -441,7 +448,11 @@ def _json_text(value) -> str:
     if isinstance(value, list | tuple | np.ndarray):
         return "[" + ", ".join(_json_text(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))}: {_json_text(v)}" for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{json.dumps(str(k))}: {_json_text(v)}" for k, v in value.items())
+            + "}"
+        )
     return json.dumps(value, default=str)
 
 
@@ -724,7 +735,7 @@ def dedupe(good: pd.DataFrame) -> tuple[pd.DataFrame, int, pd.DataFrame]:
     later = good[repeated]
     values = value_columns(good)
     if later.empty or not values:
-        return unique.reset_index(drop=True), int(len(later)), later.iloc[0:0]
+        return unique.reset_index(drop=True), len(later), later.iloc[0:0]
     first = unique[[*DEDUPE_KEY, *values, "row_number", *(["source_file"] if "source_file"
                    in good else [])]]  # fmt: skip
     joined = later.merge(first, on=DEDUPE_KEY, how="left", suffixes=("", "_kept"))
@@ -738,8 +749,10 @@ def dedupe(good: pd.DataFrame) -> tuple[pd.DataFrame, int, pd.DataFrame]:
             ", ".join(f"{c} {joined.at[i, c + '_kept']!r}" for c in values)
             for i in joined.index[differs.to_numpy()]
         ],
-        this_values=[", ".join(f"{c} {later.at[i, c]!r}" for c in values)
-                     for i in later.index[differs.to_numpy()]],  # fmt: skip
+        this_values=[
+            ", ".join(f"{c} {later.at[i, c]!r}" for c in values)
+            for i in later.index[differs.to_numpy()]
+        ],
     )
     if "source_file" in good:
         conflicts["kept_file"] = joined.loc[differs, "source_file_kept"].to_numpy()
