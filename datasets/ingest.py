@@ -541,6 +541,22 @@ def id_of(value, integral_decimals: bool = False) -> tuple[int | None, str | Non
     return number, None
 
 
+def _plain_digits(values: pd.Series) -> pd.Series | None:
+    """The common case in Arrow's C kernels: every value is text of 1 to 18 ASCII digits
+    (always within int64), read exactly by Arrow's integer cast. None otherwise."""
+    import pyarrow.compute as pc
+
+    if values.dtype != object or not len(values):
+        return None
+    try:
+        text = pa.array(values.to_numpy(), type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):  # not all text, or bad bytes
+        return None
+    if text.null_count or not pc.all(pc.match_substring_regex(text, r"^[0-9]{1,18}$")).as_py():
+        return None
+    return pd.Series(pc.cast(text, pa.int64()).to_numpy(), index=values.index)
+
+
 def parse_id(values: pd.Series, integral_decimals: bool = False) -> Parsed:
     """Ids as exact int64 (None where bad) and the reason of each bad one."""
     if pd.api.types.is_signed_integer_dtype(values.dtype):  # int64 Parquet: exact already
@@ -548,6 +564,9 @@ def parse_id(values: pd.Series, integral_decimals: bool = False) -> Parsed:
         reason = pd.Series(np.where(numbers < 0, "negative_id", None), index=values.index,
                            dtype=object)  # fmt: skip
         return Parsed(numbers.astype(object).where(reason.isna(), None), reason)
+    fast = _plain_digits(values)
+    if fast is not None:
+        return Parsed(fast, pd.Series(None, index=values.index, dtype=object))
     pairs = [id_of(v, integral_decimals) for v in values.astype(object)]
     ids = pd.Series([p[0] for p in pairs], index=values.index, dtype=object)
     reason = pd.Series([p[1] for p in pairs], index=values.index, dtype=object)

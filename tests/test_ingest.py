@@ -252,3 +252,17 @@ def test_file_names_with_quotes_are_quarantined_and_replaced_safely(tmp_path):
     assert quarantine.source_file.tolist() == [str(folder / "d'arcy.jsonl"),
                                                str(folder / "o'brien.jsonl")]  # fmt: skip
     assert quarantine.reason.tolist() == ["negative_timestamp", "unparsable"]
+
+
+def test_an_unreadable_file_is_named_in_the_data_docs(tmp_path):
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", [GOOD])
+    (folder / "b.parquet").write_bytes(b"PAR1 this is not parquet")
+    cfg = config(tmp_path, folder, unreadable_files="skip")
+    pipeline.ingest_source(cfg, AS_OF)
+    outcome = pipeline.validate_events(cfg, AS_OF)
+    assert outcome["quarantine"]["files_unreadable"] == [str(folder / "b.parquet")]
+    docs = (pipeline.report_dir(cfg, AS_OF) / "data_docs").rglob("*.html")
+    page = next(p for p in docs if "quarantine" in p.read_text() and "validations" in str(p))
+    assert "b.parquet" in page.read_text()

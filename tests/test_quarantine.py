@@ -57,7 +57,8 @@ def test_list_count_export_and_replay_exactly_once(tmp_path):
     assert (first["events"], first["quarantined_by_reason"]) == (2, {"unparsable": 1})
     before = lake.table_version(cfg.paths.table("events")), len(q.rows(cfg))
     second = q.replay(cfg, fixed, D2)
-    assert not second["generated"] and second["files_already_ingested"] == 1
+    assert not second["generated"]
+    assert second["files_already_ingested"] == 1
     assert (lake.table_version(cfg.paths.table("events")), len(q.rows(cfg))) == before
     # nothing was deleted: the first delivery's rows are all there beside the replay's
     assert len(q.rows(cfg, source_file=str(landing / "a.csv"))) == 3
@@ -83,14 +84,16 @@ def test_cli_counts_export_and_replay(tmp_path, monkeypatch):
     assert '"reason": "unparsable"' in counts.output
     out = tmp_path / "q.csv"
     exported = runner.invoke(app, ["quarantine", "export", str(out), "--profile", "tiny"])
-    assert exported.exit_code == 0 and len(pd.read_csv(out)) == 1
+    assert exported.exit_code == 0
+    assert len(pd.read_csv(out)) == 1
     fixed = tmp_path / "fixed.csv"
     fixed.write_bytes(csv_bytes(f"5,11,{START},view,5"))
     args = ["quarantine", "replay", str(fixed), "--profile", "tiny", "--as-of", "2026-01-03"]
     assert '"events": 1' in runner.invoke(app, args).output
     assert '"generated": false' in runner.invoke(app, args).output
     wrong = runner.invoke(app, ["quarantine", "fix", "--profile", "tiny"])
-    assert wrong.exit_code == 2 and "unknown action 'fix'" in wrong.output
+    assert wrong.exit_code == 2
+    assert "unknown action 'fix'" in wrong.output
 
 
 def _store_bad_row(cfg, as_of: dt.datetime) -> None:
@@ -123,12 +126,14 @@ def test_suite_checks_the_rows_a_run_added_names_a_bad_one_and_evict_repairs(tmp
     # a later run checks only what it added: the old row does not stop it
     pipeline.ingest_source(cfg, D2)
     later = pipeline.validate_events(cfg, D2)
-    assert later["success"] and later["rows_checked"] == 1
+    assert later["success"]
+    assert later["rows_checked"] == 1
     # evict: the row moves to quarantine (nothing lost), once
     assert q.evict(cfg, D1)["evicted"] == 1
     assert q.evict(cfg, D1)["evicted"] == 0
     moved = q.rows(cfg, reason="rejected_by_suite")
-    assert len(moved) == 1 and "-9223372036854775808" in moved.raw[0]
+    assert len(moved) == 1
+    assert "-9223372036854775808" in moved.raw[0]
     assert pipeline.validate_events(cfg, D1)["success"]
     assert sorted(events(cfg).user_id) == [1, 2]
 

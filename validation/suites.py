@@ -112,7 +112,8 @@ def raw_features_suite(tail_length: int, per_category: int) -> SuiteSpec:
 
 def quarantine_suite(reasons: list[str]) -> SuiteSpec:
     """The rows this run quarantined: warns (never stops the run) and shows in the Data
-    Docs how many rows were set aside and for which reasons."""
+    Docs how many rows were set aside and for which reasons, and which files could not
+    be read (frame from ``quarantine_frame``)."""
     E = gx.expectations
     return SuiteSpec(
         name="quarantine",
@@ -127,10 +128,21 @@ def quarantine_suite(reasons: list[str]) -> SuiteSpec:
                 description="quarantined rows by reason (the unexpected values and their counts)",
             ),
             E.ExpectColumnValuesToBeInSet(column="reason", value_set=reasons),
+            E.ExpectColumnValuesToBeInSet(
+                column="unreadable_file", value_set=[],
+                description="files that could not be read at all, by name (the unexpected "
+                "values; each is also in the run's summary under files_unreadable)",
+            ),
             *(E.ExpectColumnValuesToNotBeNull(column=c) for c in
               ("source_file", "row_number", "detail")),
         ],
     )  # fmt: skip
+
+
+def quarantine_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """``unreadable_file``: the file's name on its unreadable_file record, else null."""
+    names = rows["source_file"].where(rows["reason"] == "unreadable_file")
+    return rows.assign(unreadable_file=names.astype(object))
 
 
 def histories_suite(max_history: int) -> SuiteSpec:

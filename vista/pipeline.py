@@ -457,7 +457,13 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     later run. The table itself must not be empty."""
     from datasets.ingest import REASONS, allowed_event_types
     from validation.checkpoints import DataQualityError, run_suite
-    from validation.suites import events_frame, events_suite, impressions_suite, quarantine_suite
+    from validation.suites import (
+        events_frame,
+        events_suite,
+        impressions_suite,
+        quarantine_frame,
+        quarantine_suite,
+    )
 
     events_path = cfg.paths.table(EVENTS)
     now = dt.datetime.now(dt.UTC)
@@ -495,7 +501,8 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     if cfg.source is None or not lake.table_exists(quarantine):
         return outcome
     rows = lake.read_arrow(quarantine, filters=_partition_filter(as_of, "ingest_date"))
-    checked = run_suite(quarantine_suite(list(REASONS)), rows.to_pandas(), report_dir(cfg, as_of))
+    frame = quarantine_frame(rows.to_pandas())
+    checked = run_suite(quarantine_suite(list(REASONS)), frame, report_dir(cfg, as_of))
     by_reason = rows.group_by("reason").aggregate([("reason", "count")]).to_pylist()
     unreadable = rows.filter(pc.field("reason") == "unreadable_file")
     return {
