@@ -60,6 +60,9 @@ def ingest_section(cases: list[BadFile]) -> list[str]:
         "its raw text) or counted as a duplicate: rows in = stored + quarantined + duplicates.",
         "A file that cannot be read is listed in the run's summary and recorded in quarantine",
         "as `unreadable_file` (a record, not a row). Ids are read exactly from their digits.",
+        "Quarantine rows are kept per delivery (file, content hash, ingest run); `vista",
+        "quarantine list|counts|export|replay|evict` shows them, exports CSV and replays a",
+        "corrected file through the same validation, once.",
         "",
         "| case | bad input | in the file | rows in | stored | quarantined | duplicates "
         "| reasons | files |",

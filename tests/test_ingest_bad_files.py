@@ -163,7 +163,7 @@ def source_of(path: Path) -> SourceConfig:
                         format="auto")  # fmt: skip
 
 
-PROPERTY_EXAMPLES = 60
+PROPERTY_EXAMPLES = 150
 
 
 def test_every_row_is_stored_quarantined_or_a_duplicate(tmp_path):

@@ -156,3 +156,23 @@ def test_header_of_export_is_the_quarantine_schema(tmp_path):
     from datasets.ingest import QUARANTINE_SCHEMA
 
     assert list(frame.columns) == QUARANTINE_SCHEMA.names
+
+
+def test_a_quarantine_table_of_the_older_schema_gains_the_delivery_columns(tmp_path):
+    """Tables written before file_key and ingest_run keep their rows; new rows add them."""
+    from datasets.ingest import QUARANTINE_SCHEMA
+
+    old_schema = pa.schema([f for f in QUARANTINE_SCHEMA if f.name not in ("file_key",
+                                                                          "ingest_run")])  # fmt: skip
+    old = pa.Table.from_pylist(
+        [{"source_file": "old.csv", "row_number": 2, "reason": "unparsable", "detail": "d",
+          "raw": "r", "ingested_at": dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+          "ingest_date": "2025-01-01"}], schema=old_schema)  # fmt: skip
+    path = tmp_path / "events.csv"
+    path.write_bytes(csv_bytes(GOOD, f"x,11,{START},view,5"))
+    cfg = config(tmp_path, path)
+    lake.write_arrow(cfg.paths.table("quarantine"), old, ["ingest_date"])
+    pipeline.ingest_source(cfg, D1)
+    rows = q.rows(cfg)
+    assert rows.source_file.tolist() == ["old.csv", str(path)]
+    assert rows.file_key.isna().tolist() == [True, False]
