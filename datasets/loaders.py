@@ -76,7 +76,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from datasets.ingest import SourceError
+from datasets.ingest import RawRows, SourceError
 from datasets.synthetic import EVENTS_SCHEMA, IMPRESSIONS_SCHEMA, ORACLE_COLUMNS
 from vista.config import SourceConfig
 
@@ -98,18 +98,21 @@ def stable_category(value) -> int:
 
 
 def read_items(source: SourceConfig) -> pd.DataFrame | None:
-    """item_id -> category from the optional items file."""
+    """item_id -> category from the optional items file (ids read exactly, as in the
+    events; rows without a valid id are left out)."""
     if source.items_path is None:
         return None
-    from datasets.ingest import read_rows, renamed
+    from datasets.ingest import parse_id, read_rows, renamed
 
     fmt = source.format if source.format != "auto" else "csv"
     rows = read_rows(source.items_path, fmt, source.separator)
     items = renamed(rows.frame, source.item_columns, str(source.items_path))
     if source.category_first_token:
         items["category"] = items["category"].astype(str).str.split().str[0]
-    items["item_id"] = pd.to_numeric(items["item_id"], errors="coerce")
-    items = items.dropna(subset=["item_id"]).astype({"item_id": "int64"})
+    ids = parse_id(items["item_id"], source.integral_decimal_ids)
+    items = items[ids.reason.isna().to_numpy()].assign(
+        item_id=ids.values[ids.reason.isna()].astype("int64")
+    )
     return items[["item_id", "category"]].drop_duplicates("item_id")
 
 
@@ -127,29 +130,39 @@ def with_categories(good: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataFr
     return good
 
 
+@dataclass(frozen=True)
+class PreparedFile:
+    """One file read and validated: its good rows (with categories and ``source_file``),
+    its quarantine records, and the raw rows (for the raw text of later rejects)."""
+
+    rows: RawRows
+    good: pd.DataFrame
+    bad: pd.DataFrame
+
+
 def prepare_file(
     path: Path, source: SourceConfig, items: pd.DataFrame | None, now: dt.datetime
-) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """(good rows with categories, quarantined rows, duplicates dropped) of one file."""
-    from datasets.ingest import dedupe, read_rows, source_format, validate_rows
+) -> PreparedFile:
+    """Read and validate one file (duplicates are ``dedupe``'s, over all files of a run)."""
+    from datasets.ingest import read_rows, source_format, validate_rows
 
     rows = read_rows(path, source_format(source, path), source.separator)
     good, bad = validate_rows(rows, source, now)
-    good, duplicates = dedupe(good)
-    return with_categories(good, items), bad, duplicates
+    good = with_categories(good, items).assign(source_file=str(path))
+    return PreparedFile(rows, good, bad)
 
 
 def load_events(source: SourceConfig, now: dt.datetime | None = None) -> pd.DataFrame:
     """The good rows of every file the source names, as the ``events`` columns plus
-    the label column (bad rows are left out; ``vista.pipeline.ingest_source`` quarantines
-    them)."""
-    from datasets.ingest import DEDUPE_KEY, source_files
+    the label column, unique per event (the first seen kept; bad rows and conflicting
+    duplicates are left out: ``vista.pipeline.ingest_source`` quarantines them)."""
+    from datasets.ingest import dedupe, source_files
 
     now = now or dt.datetime.now(dt.UTC)
     items = read_items(source)
-    frames = [prepare_file(path, source, items, now)[0] for path in source_files(source)]
-    frame = pd.concat(frames, ignore_index=True).drop_duplicates(DEDUPE_KEY)
-    frame = frame.drop(columns=["row_number"])
+    frames = [prepare_file(path, source, items, now).good for path in source_files(source)]
+    frame, _, _ = dedupe(pd.concat(frames, ignore_index=True))
+    frame = frame.drop(columns=["row_number", "source_file"])
     return frame.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
 
 

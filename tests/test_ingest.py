@@ -43,7 +43,7 @@ BAD_ROWS = {
     "negative id": ({"uid": -4}, "negative_id", "user_id -4 is negative"),
     "unparsable id": ({"uid": "u-17"}, "unparsable", "user_id 'u-17' does not parse"),
     "unparsable timestamp": ({"ts": "yesterday"}, "unparsable", "timestamp 'yesterday'"),
-    "fractional id": ({"iid": 10.5}, "wrong_type", "item_id 10.5 has the wrong type"),
+    "fractional id": ({"iid": 10.5}, "id_not_integer", "item_id 10.5 is not written as"),
     "boolean id": ({"uid": True}, "wrong_type", "user_id true has the wrong type"),
     "list as id": ({"iid": [1, 2]}, "wrong_type", "item_id [1, 2] has the wrong type"),
     "missing timestamp": ({"ts": None}, "missing_timestamp", "timestamp is empty"),
@@ -125,16 +125,49 @@ def test_rerun_commits_nothing_and_a_redelivered_file_is_skipped(tmp_path):
     assert len(table(cfg, "quarantine")) == 1
 
 
-def test_unreadable_file_fails_with_its_name_and_nothing_is_committed(tmp_path):
+def test_unreadable_file_fails_with_its_name_and_only_its_record_is_committed(tmp_path):
     folder = tmp_path / "landing"
     folder.mkdir()
     write_jsonl(folder / "a.jsonl", [GOOD])
     (folder / "b.parquet").write_bytes(b"PAR1 this is not parquet")
     cfg = config(tmp_path, folder)
-    with pytest.raises(SourceError, match=r"cannot read .*b\.parquet as parquet: .*"):
+    with pytest.raises(SourceError, match=r"cannot read .*b\.parquet as parquet: .*"
+                       r"source\.unreadable_files=skip"):  # fmt: skip
         pipeline.ingest_source(cfg, AS_OF)
-    for name in ("events", "impressions", "quarantine"):
+    for name in ("events", "impressions"):
         assert not lake.table_exists(cfg.paths.table(name))
+    # recorded once for the Data Docs, however often the run is retried
+    with pytest.raises(SourceError):
+        pipeline.ingest_source(cfg, AS_OF)
+    quarantine = table(cfg, "quarantine")
+    assert quarantine[["source_file", "row_number", "reason"]].values.tolist() == [
+        [str(folder / "b.parquet"), 0, "unreadable_file"]]  # fmt: skip
+
+
+def test_skip_mode_ingests_the_readable_files_and_lists_the_unreadable(tmp_path):
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", [GOOD])
+    (folder / "b.parquet").write_bytes(b"PAR1 this is not parquet")
+    (folder / "_SUCCESS").write_text("")
+    (folder / "notes.md").write_text("# not events")
+    cfg = config(tmp_path, folder, unreadable_files="skip")
+    result = pipeline.ingest_source(cfg, AS_OF)
+    assert result["files_ingested"] == [str(folder / "a.jsonl")]
+    assert [f["file"] for f in result["files_unreadable"]] == [str(folder / "b.parquet")]
+    assert {f["file"] for f in result["files_skipped"]} == {str(folder / "_SUCCESS"),
+                                                            str(folder / "notes.md")}  # fmt: skip
+    assert "set source.format" in next(f["why"] for f in result["files_skipped"]
+                                       if f["file"].endswith("notes.md"))  # fmt: skip
+    quarantine = table(cfg, "quarantine").sort_values("source_file")
+    assert quarantine.source_file.map(lambda f: f.rsplit("/", 1)[1]).tolist() == [
+        "b.parquet", "notes.md"]  # fmt: skip
+    assert set(quarantine.reason) == {"unreadable_file"}
+    # the rerun reads nothing new, lists the unreadable file again, records nothing twice
+    again = pipeline.ingest_source(cfg, AS_OF)
+    assert not again["generated"]
+    assert [f["file"] for f in again["files_unreadable"]] == [str(folder / "b.parquet")]
+    assert len(table(cfg, "quarantine")) == 2
 
 
 def test_a_file_with_no_parsable_line_is_unreadable(tmp_path):
@@ -219,3 +252,17 @@ def test_file_names_with_quotes_are_quarantined_and_replaced_safely(tmp_path):
     assert quarantine.source_file.tolist() == [str(folder / "d'arcy.jsonl"),
                                                str(folder / "o'brien.jsonl")]  # fmt: skip
     assert quarantine.reason.tolist() == ["negative_timestamp", "unparsable"]
+
+
+def test_an_unreadable_file_is_named_in_the_data_docs(tmp_path):
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", [GOOD])
+    (folder / "b.parquet").write_bytes(b"PAR1 this is not parquet")
+    cfg = config(tmp_path, folder, unreadable_files="skip")
+    pipeline.ingest_source(cfg, AS_OF)
+    outcome = pipeline.validate_events(cfg, AS_OF)
+    assert outcome["quarantine"]["files_unreadable"] == [str(folder / "b.parquet")]
+    docs = (pipeline.report_dir(cfg, AS_OF) / "data_docs").rglob("*.html")
+    page = next(p for p in docs if "quarantine" in p.read_text() and "validations" in str(p))
+    assert "b.parquet" in page.read_text()

@@ -26,13 +26,21 @@ class SuiteSpec:
     expectations: list
 
 
-def events_suite(now: dt.datetime, event_types: list[str] | None = None) -> SuiteSpec:
+def events_suite(
+    now: dt.datetime,
+    event_types: list[str] | None = None,
+    max_skew_seconds: int = 0,
+    min_rows: int = 1,
+) -> SuiteSpec:
+    """``max_skew_seconds``: the ingest's allowance (source.max_clock_skew_seconds), so an
+    event the ingest accepted is never one this suite rejects. ``min_rows`` 0: the
+    frame is the rows one run added (the table's own size is checked apart)."""
     E = gx.expectations
     return SuiteSpec(
         name="events",
         critical=True,
         expectations=[
-            E.ExpectTableRowCountToBeBetween(min_value=1),
+            E.ExpectTableRowCountToBeBetween(min_value=min_rows),
             *(E.ExpectColumnValuesToNotBeNull(column=c) for c in
               ("user_id", "item_id", "event_type", "event_timestamp")),
             E.ExpectColumnValuesToBeBetween(column="user_id", min_value=0),
@@ -41,9 +49,28 @@ def events_suite(now: dt.datetime, event_types: list[str] | None = None) -> Suit
                 column="event_type", value_set=list(event_types or EVENT_TYPES)
             ),
             E.ExpectColumnValuesToBeBetween(
-                column="event_timestamp_s", min_value=0, max_value=int(now.timestamp())
+                column="event_timestamp_s", min_value=0,
+                max_value=int(now.timestamp()) + max_skew_seconds,
             ),
         ],
+    )  # fmt: skip
+
+
+def events_rejected(
+    frame: pd.DataFrame,
+    now: dt.datetime,
+    event_types: list[str] | None = None,
+    max_skew_seconds: int = 0,
+) -> pd.Series:
+    """Per row of ``events_frame`` output: True where ``events_suite``'s row checks fail
+    (to name the rows in the error and to move them to quarantine)."""
+    latest = int(now.timestamp()) + max_skew_seconds
+    seconds = frame["event_timestamp_s"]
+    return (
+        frame[["user_id", "item_id", "event_type", "event_timestamp"]].isna().any(axis=1)
+        | (frame["user_id"] < 0) | (frame["item_id"] < 0)
+        | ~frame["event_type"].isin(list(event_types or EVENT_TYPES))
+        | (seconds < 0) | (seconds > latest)
     )  # fmt: skip
 
 
@@ -85,7 +112,8 @@ def raw_features_suite(tail_length: int, per_category: int) -> SuiteSpec:
 
 def quarantine_suite(reasons: list[str]) -> SuiteSpec:
     """The rows this run quarantined: warns (never stops the run) and shows in the Data
-    Docs how many rows were set aside and for which reasons."""
+    Docs how many rows were set aside and for which reasons, and which files could not
+    be read (frame from ``quarantine_frame``)."""
     E = gx.expectations
     return SuiteSpec(
         name="quarantine",
@@ -100,10 +128,21 @@ def quarantine_suite(reasons: list[str]) -> SuiteSpec:
                 description="quarantined rows by reason (the unexpected values and their counts)",
             ),
             E.ExpectColumnValuesToBeInSet(column="reason", value_set=reasons),
+            E.ExpectColumnValuesToBeInSet(
+                column="unreadable_file", value_set=[],
+                description="files that could not be read at all, by name (the unexpected "
+                "values; each is also in the run's summary under files_unreadable)",
+            ),
             *(E.ExpectColumnValuesToNotBeNull(column=c) for c in
               ("source_file", "row_number", "detail")),
         ],
     )  # fmt: skip
+
+
+def quarantine_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """``unreadable_file``: the file's name on its unreadable_file record, else null."""
+    names = rows["source_file"].where(rows["reason"] == "unreadable_file")
+    return rows.assign(unreadable_file=names.astype(object))
 
 
 def histories_suite(max_history: int) -> SuiteSpec:

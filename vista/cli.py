@@ -432,5 +432,48 @@ def show_config(profile: Profile = None) -> None:
     _print(_config(profile).to_dict())
 
 
+@app.command()
+def quarantine(
+    action: Annotated[str, typer.Argument(help="list | counts | export | replay | evict")],
+    target: Annotated[
+        Path | None, typer.Argument(help="export: the CSV to write; replay: the corrected file")
+    ] = None,
+    profile: Profile = None,
+    as_of: AsOf = None,
+    reason: Annotated[str | None, typer.Option(help="only rows with this reason")] = None,
+    source_file: Annotated[str | None, typer.Option(help="only rows of this file")] = None,
+    ingest_run: Annotated[str | None, typer.Option(help="only rows of this run")] = None,
+    limit: Annotated[int, typer.Option(help="list: rows shown")] = 50,
+) -> None:
+    """Rows the ingest set aside: list, counts by reason, export (CSV), replay a corrected
+    file through the same validation (exactly once), evict rows the events suite rejects
+    from `events` into quarantine."""
+    from vista import quarantine as q
+
+    cfg = _config(profile)
+    filters = {"reason": reason, "source_file": source_file, "ingest_run": ingest_run}
+    try:
+        if action in ("list", "counts", "export"):
+            frame = q.rows(cfg, **filters)
+            if action == "list":
+                _print(frame.head(limit).to_dict("records") + ([f"... {len(frame) - limit} more"]
+                       if len(frame) > limit else []))  # fmt: skip
+            elif action == "counts":
+                _print({"rows": len(frame), "by_reason": q.counts(frame).to_dict("records")})
+            else:
+                out = target or Path("quarantine.csv")
+                _print({"rows": len(frame), "written": str(q.export_csv(frame, out))})
+        elif action == "replay" and target is not None:
+            _print(q.replay(cfg, target, _as_of(cfg, as_of)))
+        elif action == "evict":
+            _print(q.evict(cfg, _as_of(cfg, as_of)))
+        else:
+            raise q.QuarantineError(f"unknown action {action!r} (or replay without a file): "
+                                    "use list, counts, export [FILE], replay FILE or evict")  # fmt: skip
+    except q.QuarantineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 if __name__ == "__main__":
     app()

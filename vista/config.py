@@ -524,8 +524,9 @@ class SourceConfig(_Section):
     a glob or a Delta table; ``{date}`` in the path is the run date (YYYY-MM-DD)."""
 
     events_path: Path
-    # auto: from the file suffix (.csv/.tsv/.inter, .parquet, .jsonl/.json), or delta
-    # for a folder with a _delta_log
+    # auto: from the file suffix in any case (.csv/.tsv/.txt/.dat/.inter, .parquet,
+    # .jsonl/.json), or delta for a folder with a _delta_log. gzip, bzip2, xz and zstd
+    # files are read in every format (told by their first bytes; .gz etc. may follow)
     format: Literal["auto", "csv", "parquet", "jsonl", "delta"] = "csv"
     separator: str = ","
     # platform column -> file column; needs user_id, item_id, timestamp
@@ -535,6 +536,15 @@ class SourceConfig(_Section):
     event_types: list[str] | None = None
     # an event later than the ingest time plus this is quarantined as future_timestamp
     max_clock_skew_seconds: Annotated[int, Field(ge=0)] = 3600
+    # ids are read exactly from their digits; 10.5, 1e18 and (unless this is true) 10.0
+    # are quarantined as id_not_integer. true: a whole decimal (10.0, an export of a
+    # float column) is the id 10; a float value counts only below 2**53 (exact)
+    integral_decimal_ids: bool = False
+    # a file that cannot be read at all (corrupt archive, not Parquet, no header) is
+    # always named in the run's summary and recorded in quarantine (unreadable_file).
+    # fail: the run then stops and commits no events; skip: the other files go on, and
+    # the unreadable one is read again on every run until it is replaced
+    unreadable_files: Literal["fail", "skip"] = "fail"
     items_path: Path | None = None
     item_columns: dict[str, str] = Field(default_factory=dict)
     category_first_token: bool = False

@@ -175,26 +175,94 @@ def generate_data(
 def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> dict[str, Any]:
     """The source's files -> ``events`` (+ labelled ``impressions``) and ``quarantine``.
 
-    Exactly once per file: the events commit records each file's content key as a Delta
-    application transaction, and a file whose key is there is skipped. Every file is
-    read and validated before anything is committed, so an unreadable file commits
-    nothing. Order of commits: quarantine (replaces the files' rows), impressions and
-    events (insert rows whose key is not there yet), so a crash between them is
+    Exactly once per delivery (a file's content): the events commit records each file's
+    content key as a Delta application transaction, and a file whose key is there is
+    skipped. A file that adds no event (all rows bad, a header only, all duplicates) is
+    recorded too, by an empty commit, so reruns do not read it again. Every file is read
+    and validated before anything is committed. Order of commits: quarantine (appends the
+    rows of each delivery not recorded there yet: nothing is ever replaced), impressions
+    and events (insert rows whose key is not there yet), so a crash between them is
     repaired by the rerun.
+
+    Every file found is accounted for in the result: ingested, already ingested,
+    ``files_skipped`` (markers and names of unknown format, with why) or
+    ``files_unreadable`` (recorded in quarantine as unreadable_file; the run stops unless
+    ``source.unreadable_files`` is skip).
 
     A per-user split (``source.split: per_user``) splits each user's whole history at
     once, so it ingests all files in one go: files arriving after the first ingest are
     refused until ``force`` re-ingests everything. Its impressions are stamped after the
     split's own snapshot date (``result["split"]["as_of"]``), whatever ``as_of`` is."""
+    from datasets.ingest import find_source_files
+
+    if force:
+        for name in (EVENTS, IMPRESSIONS, QUARANTINE):
+            lake.delete_table(cfg.paths.table(name))
+    found = find_source_files(cfg.source, as_of.date())
+    return ingest_files(cfg, as_of, found.files, found.skipped)
+
+
+def new_ingest_run(as_of: dt.datetime, now: dt.datetime) -> str:
+    """An id for one ingest run: the run date, the time and a random suffix."""
+    import uuid
+
+    return f"{as_of.date().isoformat()}/{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def _quarantine_txn(key: str) -> str:
+    return f"quarantine:{key}"
+
+
+def _append_quarantine(path, rows: pa.Table, keys: list[str], metadata: dict[str, str]) -> None:
+    """Append a run's quarantine rows as one commit that records each delivery's key, so
+    a rerun after a crash does not add them twice. Older tables (before file_key and
+    ingest_run) gain the columns (schema merge)."""
+    from deltalake import CommitProperties, write_deltalake
+    from deltalake.transaction import Transaction
+
+    if lake.is_local(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+    commit = CommitProperties(app_transactions=[Transaction(_quarantine_txn(k), 1) for k in keys],
+                              custom_metadata=metadata)  # fmt: skip
+    lake.with_commit_retries(
+        lambda: write_deltalake(lake.table_uri(path), rows, partition_by=["ingest_date"],
+                                mode="append", schema_mode="merge", commit_properties=commit,
+                                storage_options=lake.storage_options(path))
+    )  # fmt: skip
+
+
+def _record_empty_commit(path, schema: pa.Schema, partition_by: list[str], commit) -> None:
+    """A commit with no rows that carries ``commit``'s transactions (delta-rs writes no
+    commit for a merge that inserts nothing)."""
+    from deltalake import write_deltalake
+
+    lake.with_commit_retries(
+        lambda: write_deltalake(lake.table_uri(path), schema.empty_table(), mode="append",
+                                partition_by=partition_by, commit_properties=commit,
+                                storage_options=lake.storage_options(path))
+    )  # fmt: skip
+
+
+def ingest_files(
+    cfg: VistaConfig,
+    as_of: dt.datetime,
+    files: list[Path],
+    skipped: list[tuple[str, str]] = (),
+    replay: bool = False,
+) -> dict[str, Any]:
+    """``files`` through parsing, validation, quarantine and dedupe into the tables
+    (``ingest_source``'s work; ``vista quarantine replay`` sends a corrected file the
+    same way, exactly once: see ``ingest_source``)."""
     from deltalake import CommitProperties
     from deltalake.transaction import Transaction
 
     from datasets.ingest import (
         QUARANTINE_SCHEMA,
         SourceError,
+        conflict_rows,
+        dedupe,
         file_key,
         quarantine_table,
-        source_files,
     )
     from datasets.ingest import source_format as fmt_of
     from datasets.loaders import (
@@ -209,69 +277,114 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     events_path, impressions_path = cfg.paths.table(EVENTS), cfg.paths.table(IMPRESSIONS)
     quarantine_path = cfg.paths.table(QUARANTINE)
     started = time.perf_counter()
-    if force:
-        for path in (events_path, impressions_path, quarantine_path):
-            lake.delete_table(path)
-    files = source_files(source, as_of.date())
-    keys = {path: file_key(path, fmt_of(source, path)) for path in files}
+    now = dt.datetime.now(dt.UTC)
+    run = new_ingest_run(as_of, now)
+    date = as_of.date().isoformat()
+    unreadable: dict[Path, str] = {}
+    keys: dict[Path, str] = {}
+    for path in files:
+        try:
+            keys[path] = file_key(path, fmt_of(source, path))
+        except (SourceError, OSError, ValueError) as exc:
+            unreadable[path] = f"cannot read {path}: {exc}"
+            keys[path] = f"unreadable:{path}"
+    # a skipped file of an unknown format is recorded in quarantine (a marker is not)
+    recorded = [(Path(name), why) for name, why in skipped if not Path(name).name.startswith((".", "_"))]  # fmt: skip
+    for path, _ in recorded:
+        keys[path] = file_key(path, "file")
     done = lake.open_table(events_path) if lake.table_exists(events_path) else None
-    pending = [p for p in files if done is None or done.transaction_version(keys[p]) is None]
+    readable = [p for p in files if p not in unreadable]
+    pending = [p for p in readable if done is None or done.transaction_version(keys[p]) is None]
     result: dict[str, Any] = {
+        "ingest_run": run,
         "files": len(files),
-        "files_already_ingested": len(files) - len(pending),
+        "files_already_ingested": len(readable) - len(pending),
+        "files_skipped": [{"file": name, "why": why} for name, why in skipped],
     }
-    if not pending:
-        return {**result, "generated": False, "reason": "every source file is already ingested"}
-    if source.split == "per_user" and len(pending) < len(files):
+    if source.split == "per_user" and pending and (len(pending) < len(readable) or replay):
         raise SourceError(
             f"source.split=per_user: {len(pending)} new file(s) (first: {pending[0]}) arrived "
-            f"after {len(files) - len(pending)} were ingested; a per-user split needs every "
+            f"after {len(readable) - len(pending)} were ingested; a per-user split needs every "
             "file at once: re-ingest all with --force (vista generate --force, or the DAG "
             "param regenerate)"
+            + ("; a replay cannot be added to a per-user split" if replay else "")
         )
-    now = dt.datetime.now(dt.UTC)
     items = read_items(source)
-    goods, bads, duplicates = [], [], 0
+    prepared = {}
     for path in pending:  # all read before any commit
-        good, bad, dropped = prepare_file(path, source, items, now)
-        goods.append(good)
-        bads.append(quarantine_table(bad, str(path), now, as_of.date().isoformat()))
-        duplicates += dropped
-    good = pd.concat(goods, ignore_index=True)
-    unique = good.drop_duplicates(["user_id", "item_id", "event_timestamp", "event_type"])
-    duplicates += len(good) - len(unique)
-    good = unique
-    quarantined = pa.concat_tables(bads).cast(QUARANTINE_SCHEMA)
-    names = ", ".join("'" + str(p).replace("'", "''") + "'" for p in pending)
-    lake.write_arrow(quarantine_path, quarantined, ["ingest_date"],
-                     replace_where=f"source_file IN ({names})" if lake.table_exists(
-                         quarantine_path) else None)  # fmt: skip
-    split = split_source(good, source)
+        try:
+            prepared[path] = prepare_file(path, source, items, now)
+        except SourceError as exc:
+            unreadable[path] = str(exc)
+    result["files_unreadable"] = [{"file": str(p), "error": m} for p, m in unreadable.items()]
+    # quarantine: every delivery's rows once (the conflicts need every file of the run)
+    goods = [p.good for p in prepared.values()]
+    good, exact_duplicates, conflicts = (
+        dedupe(pd.concat(goods, ignore_index=True)) if goods else (None, 0, None)
+    )
+    bads: dict[Path, pd.DataFrame] = {path: p.bad for path, p in prepared.items()}
+    if conflicts is not None and len(conflicts):
+        for name, rows in conflicts.groupby("source_file", sort=False):
+            path = Path(name)
+            raw = prepared[path].rows.raw_of(rows["row_number"])
+            bads[path] = pd.concat([bads[path], conflict_rows(rows, raw)], ignore_index=True)
+    for path, why in [*unreadable.items(), *recorded]:
+        bads[path] = pd.DataFrame({"row_number": [0], "reason": ["unreadable_file"],
+                                   "detail": [why], "raw": [""]})  # fmt: skip
+    existing = lake.open_table(quarantine_path) if lake.table_exists(quarantine_path) else None
+    new_deliveries = [p for p in bads if existing is None
+                      or existing.transaction_version(_quarantine_txn(keys[p])) is None]  # fmt: skip
+    tables = [quarantine_table(bads[p].sort_values("row_number"), str(p), now, date, keys[p], run)
+              for p in new_deliveries]  # fmt: skip
+    quarantined = pa.concat_tables(tables).cast(QUARANTINE_SCHEMA) if tables else \
+        QUARANTINE_SCHEMA.empty_table()  # fmt: skip
+    meta = {"vista.ingest_run": run, "vista.ingest_date": date}
+    if new_deliveries:
+        _append_quarantine(quarantine_path, quarantined, [keys[p] for p in new_deliveries], meta)
+    if unreadable and source.unreadable_files == "fail":
+        listed = "; ".join(unreadable.values())
+        raise SourceError(
+            f"{len(unreadable)} source file(s) unreadable, nothing ingested: {listed} (each "
+            f"recorded in {QUARANTINE} as unreadable_file; fix or remove the file, or set "
+            "source.unreadable_files=skip to ingest the other files)"
+        )
+    if not prepared:
+        reason = ("every source file is already ingested" if not unreadable
+                  else "no readable file to ingest")  # fmt: skip
+        return {**result, "generated": False, "reason": reason}
+    row_bads = [bads[p] for p in prepared]
+    by_reason = pd.concat(row_bads)["reason"].value_counts() if row_bads else pd.Series()
+    split = split_source(good.drop(columns=["source_file"]), source)
     events = events_table(split.events)
     impressions = None
     if split.impressions is not None:
         impressions = impressions_arrow(split.impressions, source)
         lake.merge_new_rows(impressions_path, impressions, ["impression_id"], ["impression_date"])
+    ingested = list(prepared)
     commit = CommitProperties(
-        app_transactions=[Transaction(keys[p], 1) for p in pending],
-        custom_metadata={"vista.ingested_files": json.dumps([str(p) for p in pending])},
+        app_transactions=[Transaction(keys[p], 1) for p in ingested],
+        custom_metadata={"vista.ingested_files": json.dumps([str(p) for p in ingested]), **meta},
     )
     inserted = lake.merge_new_rows(
         events_path, events, ["user_id", "item_id", "event_timestamp", "event_type"],
         ["event_date"], commit,
     )  # fmt: skip
-    reasons = pc.value_counts(quarantined.column("reason")).to_pylist()
+    if any(lake.open_table(events_path).transaction_version(keys[p]) is None for p in ingested):
+        _record_empty_commit(events_path, events.schema, ["event_date"], commit)
+    rows_in = sum(p.rows.rows_in for p in prepared.values())
     return {
         **result,
         "generated": True,
         "source": str(source.events_path),
-        "files_ingested": [str(p) for p in pending],
-        "rows_read": int(len(good) + duplicates + quarantined.num_rows),
+        "files_ingested": [str(p) for p in ingested],
+        # every row read is stored, quarantined or a duplicate:
+        # rows_read = events + quarantined + duplicates_in_files + duplicates_already_stored
+        "rows_read": int(rows_in),
         "events": int(inserted),
-        "duplicates_in_files": int(duplicates),
+        "duplicates_in_files": int(exact_duplicates),
         "duplicates_already_stored": int(len(good) - inserted),
-        "quarantined": int(quarantined.num_rows),
-        "quarantined_by_reason": {r["values"]: int(r["counts"]) for r in reasons},
+        "quarantined": int(by_reason.sum()),
+        "quarantined_by_reason": {str(k): int(v) for k, v in by_reason.items()},
         "impressions": 0 if impressions is None else impressions.num_rows,
         "users": len(pc.unique(events["user_id"])),
         "split": split.counts,
@@ -279,17 +392,106 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     }
 
 
+def ingest_commits(path, date: str) -> list[dict[str, Any]]:
+    """The events commits of the ingest runs for run date ``date`` (oldest first), each
+    with the table files it added (``added``)."""
+    from deltalake import DeltaTable
+
+    table = lake.open_table(path)
+    commits = [c for c in table.history() if c.get("vista.ingest_date") == date]
+
+    def files(version: int) -> set[str]:
+        if version < 0:
+            return set()
+        at = DeltaTable(lake.table_uri(path), version=version,
+                        storage_options=lake.storage_options(path))  # fmt: skip
+        return set(at.get_add_actions(flatten=True).column("path").to_pylist())
+
+    return [{**c, "added": files(c["version"]) - files(c["version"] - 1)}
+            for c in sorted(commits, key=lambda c: c["version"])]  # fmt: skip
+
+
+def rows_added(path, commits: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows in the files ``commits`` added that are still in the table (an ingest
+    commit only adds files: its merge inserts rows and rewrites none)."""
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pa_fs
+
+    table = lake.open_table(path)
+    added = set().union(*(c["added"] for c in commits)) if commits else set()
+    local = None
+    if lake.is_local(path):
+        local = pa_fs.SubTreeFileSystem(str(Path(path).resolve()), pa_fs.LocalFileSystem())
+    dataset = table.to_pyarrow_dataset(filesystem=local)
+    fragments = [f for f in dataset.get_fragments() if f.path in added]
+    subset = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+    return subset.to_table().to_pandas()
+
+
+def _events_problem(cfg, frame, commits, now, allowed, skew, exc) -> str:
+    """The failed suite's message, plus the rows (and the commits and files they came
+    from) that it rejects and how to repair the table."""
+    from validation.suites import events_frame, events_rejected
+
+    bad = frame[events_rejected(events_frame(frame), now, allowed, skew).to_numpy()]
+    shown = bad.head(5)[["user_id", "item_id", "event_type", "event_timestamp"]]
+    rows = "; ".join(", ".join(f"{k}={v}" for k, v in r.items()) for r in shown.to_dict("records"))
+    versions = [c["version"] for c in commits]
+    files = sorted({f for c in commits for f in json.loads(c.get("vista.ingested_files", "[]"))})
+    return (
+        f"{exc}\n  {len(bad)} of the {len(frame)} rows that the ingest runs of this date added "
+        f"to {cfg.paths.table(EVENTS)} (commit versions {versions}, from {files[:5]}) fail "
+        f"it, e.g. {rows}.\n  Repair: `vista quarantine evict --as-of <date>` moves every "
+        f"events row the suite rejects to {QUARANTINE} (reason rejected_by_suite), or restore "
+        f"the table to version {min(versions, default=1) - 1} and ingest again"
+    )
+
+
 def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     """The events and impressions suites (critical) and, for an ingested source, the
-    quarantine suite on the rows this run set aside (warns)."""
-    from datasets.ingest import REASONS, allowed_event_types
-    from validation.checkpoints import run_suite
-    from validation.suites import events_frame, events_suite, impressions_suite, quarantine_suite
+    quarantine suite on the rows this run set aside (warns).
 
-    events = lake.read_arrow(cfg.paths.table(EVENTS)).to_pandas()
-    allowed = allowed_event_types(cfg.source) if cfg.source is not None else None
-    suite = events_suite(now=dt.datetime.now(dt.UTC), event_types=allowed)
-    outcome = run_suite(suite, events_frame(events), report_dir(cfg, as_of)).to_dict()
+    For an ingested source the events suite checks the rows the ingest runs of this
+    date added (found by their commits), not the whole table: a bad row already stored
+    fails the run that added it, names itself and the repair, and does not stop every
+    later run. The table itself must not be empty."""
+    from datasets.ingest import REASONS, allowed_event_types
+    from validation.checkpoints import DataQualityError, run_suite
+    from validation.suites import (
+        events_frame,
+        events_suite,
+        impressions_suite,
+        quarantine_frame,
+        quarantine_suite,
+    )
+
+    events_path = cfg.paths.table(EVENTS)
+    now = dt.datetime.now(dt.UTC)
+    if cfg.source is None:
+        events = lake.read_arrow(events_path).to_pandas()
+        suite = events_suite(now=now)
+        outcome = run_suite(suite, events_frame(events), report_dir(cfg, as_of)).to_dict()
+    else:
+        allowed = allowed_event_types(cfg.source)
+        skew = cfg.source.max_clock_skew_seconds
+        commits = ingest_commits(events_path, as_of.date().isoformat())
+        events = rows_added(events_path, commits)
+        stored = sum(lake.open_table(events_path).get_add_actions(flatten=True)
+                     .column("num_records").to_pylist())  # fmt: skip
+        if not stored:
+            raise DataQualityError(
+                f"critical suite 'events' failed: {events_path} holds no event; every source "
+                f"row was quarantined or duplicated (see `vista quarantine counts`)"
+            )
+        suite = events_suite(now=now, event_types=allowed, max_skew_seconds=skew, min_rows=0)
+        try:
+            checked = run_suite(suite, events_frame(events), report_dir(cfg, as_of))
+        except DataQualityError as exc:
+            raise DataQualityError(
+                _events_problem(cfg, events, commits, now, allowed, skew, exc)
+            ) from exc
+        outcome = {**checked.to_dict(), "rows_checked": len(events), "rows_in_table": stored,
+                   "commits_checked": [c["version"] for c in commits]}  # fmt: skip
     impressions = cfg.paths.table(IMPRESSIONS)
     if lake.table_exists(impressions):
         frame = lake.read_arrow(impressions).to_pandas()
@@ -299,14 +501,17 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     if cfg.source is None or not lake.table_exists(quarantine):
         return outcome
     rows = lake.read_arrow(quarantine, filters=_partition_filter(as_of, "ingest_date"))
-    checked = run_suite(quarantine_suite(list(REASONS)), rows.to_pandas(), report_dir(cfg, as_of))
+    frame = quarantine_frame(rows.to_pandas())
+    checked = run_suite(quarantine_suite(list(REASONS)), frame, report_dir(cfg, as_of))
     by_reason = rows.group_by("reason").aggregate([("reason", "count")]).to_pylist()
+    unreadable = rows.filter(pc.field("reason") == "unreadable_file")
     return {
         **outcome,
         "quarantine": {
             **checked.to_dict(),
             "rows": rows.num_rows,
             "by_reason": {r["reason"]: r["reason_count"] for r in by_reason},
+            "files_unreadable": sorted(set(unreadable.column("source_file").to_pylist())),
         },
     }
 
