@@ -118,6 +118,8 @@ def run_suite(spec: SuiteSpec, frame: pd.DataFrame, report_dir: Path) -> SuiteOu
     if not outcome.success and spec.critical:
         raise DataQualityError(
             f"critical suite '{spec.name}' failed ({len(failures)} of "
-            f"{outcome.evaluated} expectations):\n  " + "\n  ".join(failures)
+            f"{outcome.evaluated} expectations):\n  "
+            + "\n  ".join(failures)
+            + f"\nData Docs: {outcome.docs_index}"
         )
     return outcome

@@ -647,8 +647,17 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _env_value(raw)
     return out
+
+
+def _env_value(raw: str) -> Any:
+    """A variable's value read as YAML (numbers, lists, null), or as plain text when it is
+    not valid YAML: ``VISTA__SOURCE__SEPARATOR=,`` means the comma, not a parse error."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
 
 
 def format_validation_error(exc: ValidationError) -> str:
