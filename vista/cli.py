@@ -336,7 +336,9 @@ def backfill(
 def airflow_ui(
     profile: Profile = None,
     port: Annotated[int, typer.Option(help="port of the Airflow UI and API")] = 8080,
-    host: Host = "127.0.0.1",
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on (default airflow.listen_host)")
+    ] = None,
 ) -> None:
     """Start `airflow standalone` for browsing and triggering the DAGs. The admin password
     is $VISTA_AIRFLOW_ADMIN_PASSWORD, else generated once per state folder and printed."""
