@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from validation.offline_docs import scrub_stylesheets, site_config
 from validation.suites import SuiteSpec
 
 DOCS_SITE = "run_report"
@@ -45,20 +46,21 @@ def _context(report_dir: Path):
     context = gx.get_context(mode="file", project_root_dir=str(report_dir))
     # a bar per metric batch floods task logs; the Data Docs carry the results
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    docs_dir = report_dir / "data_docs"
-    if DOCS_SITE not in context.get_site_names():
-        context.add_data_docs_site(
-            site_name=DOCS_SITE,
-            site_config={
-                "class_name": "SiteBuilder",
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
-                },
-            },
-        )
+    _use_offline_site(context, report_dir / "data_docs")
     return context
+
+
+def _use_offline_site(context, docs_dir: Path) -> None:
+    """The run's Data Docs site, rendered offline (validation/offline_docs.py). A report
+    folder made before (GX's default views, which load from CDNs) is switched over and
+    its pages rebuilt once, so no page of it still reaches out."""
+    wanted = site_config(docs_dir)
+    sites = context.list_data_docs_sites()
+    if DOCS_SITE not in sites:
+        context.add_data_docs_site(site_name=DOCS_SITE, site_config=wanted)
+    elif dict(sites[DOCS_SITE]) != wanted:
+        context.update_data_docs_site(site_name=DOCS_SITE, site_config=wanted)
+        context.build_data_docs(site_names=[DOCS_SITE])
 
 
 def describe_failure(result) -> str:
@@ -104,6 +106,7 @@ def run_suite(spec: SuiteSpec, frame: pd.DataFrame, report_dir: Path) -> SuiteOu
         )
     )
     result = checkpoint.run(batch_parameters={"dataframe": frame})
+    scrub_stylesheets(report_dir / "data_docs")
     run_results = list(result.run_results.values())
     expectation_results = [r for vr in run_results for r in vr.results]
     failures = [describe_failure(r) for r in expectation_results if not r.success]
@@ -118,6 +121,8 @@ def run_suite(spec: SuiteSpec, frame: pd.DataFrame, report_dir: Path) -> SuiteOu
     if not outcome.success and spec.critical:
         raise DataQualityError(
             f"critical suite '{spec.name}' failed ({len(failures)} of "
-            f"{outcome.evaluated} expectations):\n  " + "\n  ".join(failures)
+            f"{outcome.evaluated} expectations):\n  "
+            + "\n  ".join(failures)
+            + f"\nData Docs: {outcome.docs_index}"
         )
     return outcome

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,14 @@ from vista.config import PROJECT_ROOT, VistaConfig
 from vista.orchestration import CHAIN, DAG_PARAMS
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
+
+
+# airflow.cfg options that set an address Airflow listens on (its default: 0.0.0.0)
+LISTENERS = (("api", "host"), ("scheduler", "scheduler_health_check_server_host"))
+
+
+def _variable(section: str, key: str) -> str:
+    return f"AIRFLOW__{section.upper()}__{key.upper()}"
 
 
 def metadata_url(cfg: VistaConfig) -> str:
@@ -35,6 +44,7 @@ def airflow_environment(cfg: VistaConfig) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": cfg.airflow.executor,
         "AIRFLOW__CORE__PARALLELISM": str(cfg.airflow.parallelism),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(cfg),
+        **{_variable(section, key): cfg.airflow.listen_host for section, key in LISTENERS},
         "VISTA_PROFILE": cfg.profile,
         "VISTA_INGEST_SCHEDULE": os.environ.get("VISTA_INGEST_SCHEDULE", "none"),
         # the state and lake folders travel to the tasks with the profile
@@ -49,6 +59,37 @@ def airflow_environment(cfg: VistaConfig) -> dict[str, str]:
             p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p
         ),
     }
+
+
+def pin_listeners(text: str, host: str) -> str:
+    """airflow.cfg's text with every listener address (LISTENERS) set to ``host``; the
+    rest, comments included, as it was."""
+    section, out = "", []
+    for line in text.splitlines(keepends=True):
+        if header := re.match(r"\[(\w+)\]\s*$", line):
+            section = header.group(1)
+        elif (option := re.match(r"(\w+)\s*=", line)) and (section, option.group(1)) in LISTENERS:
+            line = f"{option.group(1)} = {host}\n"
+        out.append(line)
+    return "".join(out)
+
+
+def airflow_cfg(cfg: VistaConfig) -> Path:
+    return cfg.paths.state / "airflow" / "airflow.cfg"
+
+
+def pin_airflow_cfg(cfg: VistaConfig) -> Path | None:
+    """Airflow writes airflow.cfg into its home on its first run, with Airflow's defaults
+    (0.0.0.0: every interface) whatever the environment says; anyone who later runs
+    `airflow api-server` on that home would listen everywhere. So the file's listeners
+    are set to airflow.listen_host once it exists (a home made before included)."""
+    path = airflow_cfg(cfg)
+    if not path.exists():
+        return None
+    text = path.read_text()
+    if (pinned := pin_listeners(text, cfg.airflow.listen_host)) != text:
+        path.write_text(pinned)
+    return path
 
 
 def _airflow(cfg: VistaConfig, args: list[str], log: Path | None) -> subprocess.CompletedProcess:
@@ -74,9 +115,11 @@ def ensure_airflow_db(cfg: VistaConfig) -> None:
     on_sqlite = url.startswith("sqlite")
     migrated = marker.exists() if on_sqlite else url in _MIGRATED_SERVERS
     if migrated:
+        pin_airflow_cfg(cfg)
         return
     home.mkdir(parents=True, exist_ok=True)
     result = _airflow(cfg, ["db", "migrate"], home / "db_migrate.log")
+    pin_airflow_cfg(cfg)  # Airflow wrote it just now, unless it was there
     if result.returncode != 0:
         hint = "" if on_sqlite else " (is it up? `vista postgres start` starts a local one)"
         raise RuntimeError(f"airflow db migrate failed; see {home / 'db_migrate.log'}{hint}")
@@ -130,10 +173,10 @@ def passwords_file(cfg: VistaConfig) -> Path:
     return cfg.paths.state / "airflow" / "simple_auth_manager_passwords.json"
 
 
-def standalone_environment(cfg: VistaConfig, port: int, host: str = "127.0.0.1") -> dict[str, str]:
+def standalone_environment(cfg: VistaConfig, port: int, host: str | None = None) -> dict[str, str]:
     return {
         **airflow_environment(cfg),
-        "AIRFLOW__API__HOST": host,
+        "AIRFLOW__API__HOST": host or cfg.airflow.listen_host,
         "AIRFLOW__API__PORT": str(port),
         # unpaused, so that a triggered vista_ingest run sets off the asset chain
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -143,7 +186,7 @@ def standalone_environment(cfg: VistaConfig, port: int, host: str = "127.0.0.1")
     }
 
 
-def standalone(cfg: VistaConfig, port: int, host: str = "127.0.0.1") -> int:
+def standalone(cfg: VistaConfig, port: int, host: str | None = None) -> int:
     """`airflow standalone` (scheduler, DAG processor, triggerer, API server and UI in
     one process tree) on this profile's state, until interrupted."""
     ensure_airflow_db(cfg)

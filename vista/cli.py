@@ -4,18 +4,60 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
+import traceback
+import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from vista.config import ConfigError, load_config
+from vista import errors
+from vista.config import load_config
+
+
+class _Commands(TyperGroup):
+    """Every command runs through here, so that failures end the same way everywhere: an
+    expected one (vista.errors) with one line naming the problem and its fix, exit status
+    2 (--debug: its traceback first); anything else, a bug, with its traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if not errors.is_expected(exc):
+                raise
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            typer.echo(errors.describe(exc), err=True)
+            raise typer.Exit(2) from None
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="VISTA platform: lifelong user histories -> summary tokens -> Feast -> ranker.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="VISTA_DEBUG",
+            help="on an expected failure, also print its traceback; show library warnings",
+        ),
+    ] = False,
+) -> None:
+    # libraries' deprecation and "experimental" warnings would bury the one line a
+    # failure ends with; --debug (or an explicit PYTHONWARNINGS / -W) shows them
+    if not debug and not sys.warnoptions:
+        warnings.simplefilter("ignore")
+
 
 Profile = Annotated[
     str | None,
@@ -30,21 +72,13 @@ AsOf = Annotated[
 
 
 def _config(profile: str | None, overrides: dict | None = None):
-    try:
-        return load_config(profile, overrides=overrides)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    return load_config(profile, overrides=overrides)
 
 
 def _as_of(cfg, as_of: str | None):
     from vista import pipeline
 
-    try:
-        return pipeline.as_of_datetime(as_of or pipeline.default_as_of(cfg))
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    return pipeline.as_of_datetime(as_of or pipeline.default_as_of(cfg))
 
 
 def _print(result) -> None:
@@ -203,7 +237,6 @@ def probe(
     """Linear probes on the current summarizer's frozen summaries: event counts per
     category, planted needle items by depth, days since a category's last event, against
     history length and beside the last-100 baseline: reports/<as_of>/probes.md."""
-    from models import probes
     from vista import pipeline, probing
 
     base = _config(profile).probe
@@ -215,11 +248,7 @@ def probe(
         given["min_users"] = users
     cfg = _config(profile, {"probe": {k: v for k, v in given.items() if v is not None}})
     date = _as_of(cfg, as_of)
-    try:
-        result = probing.run_probes(cfg, date)
-    except (probing.ProbeVersionError, probes.ProbeInputError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    result = probing.run_probes(cfg, date)
     files = probing.write_probes(pipeline.report_dir(cfg, date), result)
     typer.echo(probing.render_probe_table(result))
     typer.echo(f"probes: {files['probes']}")
@@ -307,7 +336,9 @@ def backfill(
 def airflow_ui(
     profile: Profile = None,
     port: Annotated[int, typer.Option(help="port of the Airflow UI and API")] = 8080,
-    host: Host = "127.0.0.1",
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on (default airflow.listen_host)")
+    ] = None,
 ) -> None:
     """Start `airflow standalone` for browsing and triggering the DAGs. The admin password
     is $VISTA_AIRFLOW_ADMIN_PASSWORD, else generated once per state folder and printed."""
@@ -358,11 +389,7 @@ def serve(
     from vista.serving import create_app, freeze_startup_heap, load_service
 
     cfg = _config(profile)
-    try:
-        service = load_service(cfg)
-    except FileNotFoundError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    service = load_service(cfg)
     app = create_app(service, cfg.serving)
     freeze_startup_heap()
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -443,6 +443,11 @@ class AirflowConfig(_Section):
     ) = None
     # task slots across the installation: each Spark task wants a core, more only queue
     parallelism: Annotated[int, Field(ge=1, le=1024)] = 2
+    # the address Airflow's listeners bind to: the API server and UI (`vista airflow-ui`
+    # unless --host says otherwise) and the scheduler's health check, written into
+    # <paths.state>/airflow/airflow.cfg for anyone running `airflow` on that home. Airflow's
+    # own default is 0.0.0.0 (every interface); 0.0.0.0 here to reach them from elsewhere
+    listen_host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:-]+$")] = "127.0.0.1"
 
     @field_serializer("sql_alchemy_conn")
     def _without_password(self, url: str | None) -> str | None:
@@ -676,8 +681,17 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _env_value(raw)
     return out
+
+
+def _env_value(raw: str) -> Any:
+    """A variable's value read as YAML (numbers, lists, null), or as plain text when it is
+    not valid YAML: ``VISTA__SOURCE__SEPARATOR=,`` means the comma, not a parse error."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from vista.config import EvaluationConfig, VistaConfig
+from vista.errors import SettingError
 
 METRICS = ("auc", "gauc", "log_loss", "ne")
 # the history-blind ranker: the floor of headroom captured (when it is evaluated)
@@ -236,7 +237,10 @@ def evaluate_rankers(
 
     train, test = evaluation_frames(cfg, as_of)
     if not len(test):
-        raise ValueError(f"no evaluation impressions after as_of {as_of.date()}")
+        raise SettingError(
+            f"no evaluation impressions after as_of {as_of.date()}: pass an earlier --as-of "
+            "(the default is the data's cutoff) or fewer ranker.eval_days"
+        )
     labels = test["label"].to_numpy()
     users = test["user_id"].to_numpy()
     # no raw-history row at the snapshot: no event before it, the cold-start bucket

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from spark_jobs import lake
 from vista.config import VistaConfig
+from vista.errors import MissingStateError, SettingError
 
 EVENTS = "events"
 IMPRESSIONS = "impressions"
@@ -41,7 +42,9 @@ def as_of_datetime(as_of: str | dt.date | dt.datetime) -> dt.datetime:
         try:
             as_of = dt.date.fromisoformat(as_of[:10])
         except ValueError:
-            raise ValueError(f"as_of must be a date like 2026-10-29, got {as_of!r}") from None
+            raise SettingError(
+                f"as_of must be a date like 2026-10-29, got {as_of!r}: pass --as-of YYYY-MM-DD"
+            ) from None
     if isinstance(as_of, dt.datetime):
         as_of = as_of.astimezone(dt.UTC).date()
     return dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
@@ -75,8 +78,9 @@ def current_ranker(cfg: VistaConfig) -> dict[str, Any]:
     version it was trained on."""
     pointer = ranker_dir(cfg) / "current.json"
     if not pointer.exists():
-        raise FileNotFoundError(
-            f"no trained ranker at {pointer}: run the vista_ranker DAG (or `vista run`) first"
+        raise MissingStateError(
+            f"no trained ranker at {pointer}: run `vista train-ranker` (or the vista_ranker "
+            "DAG, or `vista run`) first"
         )
     return json.loads(pointer.read_text())
 
@@ -690,7 +694,7 @@ def impression_windows(cfg: VistaConfig, as_of: dt.datetime) -> tuple[list[str],
     eval_days = cfg.ranker.eval_days
     if len(days) <= eval_days:
         per_user = cfg.source is not None and cfg.source.split == "per_user"
-        raise ValueError(windows_problem(days, eval_days, as_of.date(), per_user))
+        raise SettingError(windows_problem(days, eval_days, as_of.date(), per_user))
     return days[:-eval_days], days[-eval_days:]
 
 
@@ -768,7 +772,9 @@ def train_summarizer(
 def current_summarizer(cfg: VistaConfig) -> dict[str, str]:
     pointer = checkpoint_dir(cfg) / "current.json"
     if not pointer.exists():
-        raise FileNotFoundError(f"no trained summarizer at {pointer}: run train_summarizer first")
+        raise MissingStateError(
+            f"no trained summarizer at {pointer}: run `vista train-summarizer` first"
+        )
     return json.loads(pointer.read_text())
 
 
@@ -912,6 +918,10 @@ def publish_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     """feast apply, then materialize summaries up to the end of ``as_of``'s day."""
     from vista import features
 
+    summaries = summaries_path(cfg)
+    if not lake.table_exists(summaries):
+        # else Feast fails deep in DuckDB, naming neither the table nor the step
+        raise MissingStateError(f"no summaries at {summaries}: run `vista summarize` first")
     store = features.apply_repo(cfg)
     started = time.perf_counter()
     end = as_of + dt.timedelta(days=1)
@@ -1018,7 +1028,7 @@ def train_and_evaluate_ranker(
     # cold-start users have no summary to find; everyone else should have found one
     with_history = test[~test["cold_start"]]
     if len(with_history) and with_history["summary"].isna().all():
-        raise ValueError(ttl_problem(cfg, as_of, eval_days, len(with_history)))
+        raise SettingError(ttl_problem(cfg, as_of, eval_days, len(with_history)))
     started = time.perf_counter()
     # ranker_v1's feature service holds the summaries only, no raw items
     spec = dataclasses.replace(ranker_spec(cfg, "vista"), recent_items=0)
