@@ -191,57 +191,52 @@ def summary_matrix(df: pd.DataFrame, summary: SummaryShape) -> tuple[np.ndarray,
     return out, present
 
 
-def _ragged(values: list, keep_last: int | None = None, keep_first: int | None = None):
-    """Per-row arrays -> (flat int64 values, offsets); rows may be None (empty)."""
-    rows = []
-    for v in values:
-        a = np.asarray([] if v is None or not hasattr(v, "__len__") else v, dtype=np.int64)
-        if keep_last is not None:
-            a = a[len(a) - min(len(a), keep_last) :]
-        if keep_first is not None:
-            a = a[:keep_first]
-        rows.append(a)
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(a) for a in rows])
-    flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    return flat, offsets
+def _trimmed(v, keep_last: int | None, keep_first: int | None) -> np.ndarray:
+    a = np.asarray([] if v is None or not hasattr(v, "__len__") else v, dtype=np.int64)
+    if keep_last is not None:
+        a = a[len(a) - min(len(a), keep_last) :]
+    return a if keep_first is None else a[:keep_first]
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+def unique_sequences(items: list, categories: list, keep_last: int | None = None,
+                     keep_first: int | None = None):  # fmt: skip
+    """Per-row (items, categories) arrays -> (flat items, flat categories, offsets of each
+    distinct sequence, (N,) the sequence of each row). Rows of one user at one snapshot
+    carry the same tail: kept once, a 16k-event tail costs its memory per user, not per
+    impression. Equal means equal values (bytes hashed, then compared)."""
+    seen: dict[tuple, list[int]] = {}
+    kept_items, kept_cats = [], []
+    row_sequence = np.empty(len(items), dtype=np.int64)
+    for row, (i, c) in enumerate(zip(items, categories, strict=True)):
+        a, b = _trimmed(i, keep_last, keep_first), _trimmed(c, keep_last, keep_first)
+        if len(b) != len(a):  # categories given per row (SIM): the candidate's, repeated
+            b = np.full(len(a), b[0] if len(b) else -1, dtype=np.int64)
+        same = seen.setdefault((len(a), hash(a.tobytes()), hash(b.tobytes())), [])
+        match = next((k for k in same if np.array_equal(kept_items[k], a)
+                      and np.array_equal(kept_cats[k], b)), None)  # fmt: skip
+        if match is None:
+            match = len(kept_items)
+            same.append(match)
+            kept_items.append(a)
+            kept_cats.append(b)
+        row_sequence[row] = match
+    offsets = np.zeros(len(kept_items) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(a) for a in kept_items])
+    empty = np.zeros(0, np.int64)
+    flat = (np.concatenate(kept_items) if kept_items else empty,
+            np.concatenate(kept_cats) if kept_cats else empty)  # fmt: skip
+    return *flat, offsets, row_sequence
 
 
-def _segment_fingerprint(values: np.ndarray, offsets: np.ndarray, salt: int) -> np.ndarray:
-    """(N,) a 64-bit fingerprint of each ragged row of ``values``, order-sensitive: a sum
-    over its elements of a mix of (value, position in the row), wrapping in uint64."""
-    lengths = np.diff(offsets)
-    position = np.arange(len(values), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
-    with np.errstate(over="ignore"):
-        mixed = (values.astype(np.uint64) + np.uint64(salt)) * _GOLDEN
-        mixed ^= mixed >> np.uint64(29)
-        mixed *= position.astype(np.uint64) * np.uint64(2) + np.uint64(1)
-        mixed ^= mixed >> np.uint64(32)
-        total = np.concatenate([[np.uint64(0)], np.cumsum(mixed, dtype=np.uint64)])
-        return total[offsets[1:]] - total[offsets[:-1]]
-
-
-def key_groups(offsets: np.ndarray, seq_items: np.ndarray, seq_categories: np.ndarray,
-               summaries: np.ndarray) -> np.ndarray:  # fmt: skip
-    """(N,) group ids: rows whose raw sequence (items, categories) and summary are equal
-    share one, identified by length and three independent 64-bit fingerprints (a false
-    match needs two of ~10^5 rows to collide on all three: odds below 10^-20)."""
-    n = len(offsets) - 1
-    if n == 0:
+def key_groups(row_sequence: np.ndarray, summaries: np.ndarray) -> np.ndarray:
+    """(N,) group ids: rows that read the same raw sequence and the same summary (equal
+    bytes) share one."""
+    if len(row_sequence) == 0:
         return np.zeros(0, dtype=np.int64)
-    summary_bits = np.ascontiguousarray(summaries, dtype=np.float32).view(np.uint32)
-    flat = summary_bits.reshape(-1)
-    summary_offsets = np.arange(n + 1, dtype=np.int64) * summary_bits.shape[1]
-    keys = pd.DataFrame({
-        "length": np.diff(offsets),
-        "items": _segment_fingerprint(seq_items, offsets, 1),
-        "categories": _segment_fingerprint(seq_categories, offsets, 2),
-        "summary": _segment_fingerprint(flat, summary_offsets, 3),
-    })  # fmt: skip
-    return keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy(np.int64)
+    rows = np.ascontiguousarray(summaries, dtype=np.float32)
+    summary_ids = pd.Series([r.tobytes() for r in rows]).factorize()[0] if rows.shape[1] else 0
+    keys = pd.DataFrame({"sequence": row_sequence, "summary": summary_ids})
+    return keys.groupby(["sequence", "summary"], sort=False).ngroup().to_numpy(np.int64)
 
 
 @dataclass
@@ -251,16 +246,16 @@ class RankerData:
     items: torch.Tensor  # (N,)
     categories: torch.Tensor  # (N,)
     summaries: torch.Tensor  # (N, K*D), or (N, 0) for raw-history variants
-    seq_items: np.ndarray  # flat
+    seq_items: np.ndarray  # flat, the distinct sequences one after another
     seq_categories: np.ndarray  # flat
-    offsets: np.ndarray  # (N + 1,)
-    lengths: np.ndarray = field(init=False)
+    offsets: np.ndarray  # (sequences + 1,)
+    row_sequence: np.ndarray  # (N,) the sequence each row reads
+    lengths: np.ndarray = field(init=False)  # (N,) each row's sequence length
     groups: np.ndarray = field(init=False)  # (N,) rows with the same keys share a group
 
     def __post_init__(self) -> None:
-        self.lengths = np.diff(self.offsets)
-        self.groups = key_groups(self.offsets, self.seq_items, self.seq_categories,
-                                 self.summaries.numpy())  # fmt: skip
+        self.lengths = np.diff(self.offsets)[self.row_sequence]
+        self.groups = key_groups(self.row_sequence, self.summaries.numpy())
 
     def __len__(self) -> int:
         return len(self.items)
@@ -290,7 +285,7 @@ class RankerData:
         seq_cats = np.zeros_like(seq_items)
         mask = np.zeros(seq_items.shape, dtype=bool)
         for row, i in enumerate(idx):
-            start, stop = self.offsets[i], self.offsets[i + 1]
+            start, stop = self.offsets[self.row_sequence[i]], self.offsets[self.row_sequence[i] + 1]
             n = stop - start
             seq_items[row, :n] = self.seq_items[start:stop]
             seq_cats[row, :n] = self.seq_categories[start:stop]
@@ -317,15 +312,16 @@ def prepare(df: pd.DataFrame, spec: RankerSpec) -> RankerData:
         summaries = np.zeros((len(df), 0), dtype=np.float32)
     n = spec.sequence_length
     if spec.variant == "sim_category":
-        raw_items, offsets = _ragged(df[CATEGORY_ITEMS].tolist(), keep_first=n)
         # every retrieved item has the candidate's category
-        raw_cats = np.repeat(df["category"].fillna(-1).to_numpy(np.int64), np.diff(offsets))
+        own = df["category"].fillna(-1).to_numpy(np.int64)[:, None]
+        raw_items, raw_cats, offsets, row_sequence = unique_sequences(
+            df[CATEGORY_ITEMS].tolist(), list(own), keep_first=n)  # fmt: skip
     elif n > 0:
-        raw_items, offsets = _ragged(df[TAIL_ITEMS].tolist(), keep_last=n)
-        raw_cats, _ = _ragged(df[TAIL_CATEGORIES].tolist(), keep_last=n)
+        raw_items, raw_cats, offsets, row_sequence = unique_sequences(
+            df[TAIL_ITEMS].tolist(), df[TAIL_CATEGORIES].tolist(), keep_last=n)  # fmt: skip
     else:
         raw_items, raw_cats = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        offsets = np.zeros(len(df) + 1, dtype=np.int64)
+        offsets, row_sequence = np.zeros(2, dtype=np.int64), np.zeros(len(df), dtype=np.int64)
     return RankerData(
         items=torch.from_numpy(items),
         categories=torch.from_numpy(cats),
@@ -333,6 +329,7 @@ def prepare(df: pd.DataFrame, spec: RankerSpec) -> RankerData:
         seq_items=item_index(raw_items, spec.vocab_size),
         seq_categories=item_index(raw_cats, spec.category_vocab_size),
         offsets=offsets,
+        row_sequence=row_sequence,
     )
 
 
@@ -524,32 +521,34 @@ def length_grouped_batches(
         while stop < len(shuffled) and rows < window:
             rows += len(shuffled[stop])
             stop += 1
-        part = sorted(shuffled[start:stop], key=lambda u: lengths[u[0]])
-        current, filled = [], 0
-        for unit in part:
-            current.append(unit)
-            filled += len(unit)
-            if filled >= batch_size:
-                batches.append(current)
-                current, filled = [], 0
-        if current:
-            batches.append(current)
+        part = sorted(shuffled[start:stop], key=lambda u: (lengths[u[0]], len(u)))
+        batches += packed(part, batch_size)
         start = stop
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def packed(units: list[np.ndarray], batch_size: int) -> list[list[np.ndarray]]:
+    """Consecutive units in batches of at most ``batch_size`` candidate slots, counted
+    padded (units x the largest unit): a batch's (S, C, L) attention scores stay as large
+    as ``batch_size`` rows' were, however unequal the units."""
+    batches, current, widest = [], [], 0
+    for unit in units:
+        wider = max(widest, len(unit))
+        if current and (len(current) + 1) * wider > batch_size:
+            batches.append(current)
+            current, wider = [], len(unit)
+        current.append(unit)
+        widest = wider
+    return [*batches, current] if current else batches
+
+
 def _logits(model: Ranker, data: RankerData, rows: np.ndarray, batch_size: int) -> torch.Tensor:
     units = group_units(data.groups, rows, batch_size)
-    units.sort(key=lambda u: data.lengths[u[0]])
+    units.sort(key=lambda u: (data.lengths[u[0]], len(u)))
     out = torch.empty(len(data))
-    batch, filled = [], 0
-    for i, unit in enumerate(units):
-        batch.append(unit)
-        filled += len(unit)
-        if filled >= batch_size or i == len(units) - 1:
-            inputs, real = data.grouped_batch(batch)
-            out[torch.from_numpy(np.concatenate(batch))] = model(*inputs)[real]
-            batch, filled = [], 0
+    for batch in packed(units, batch_size):
+        inputs, real = data.grouped_batch(batch)
+        out[torch.from_numpy(np.concatenate(batch))] = model(*inputs)[real]
     return out[torch.from_numpy(rows)]
 
 

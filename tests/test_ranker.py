@@ -305,7 +305,7 @@ def test_rows_sharing_keys_are_scored_together_as_one_by_one(variant):
     logits as scoring each row alone; rows group only when keys and summary are equal."""
     import torch
 
-    from models.ranker import Ranker, _logits, key_groups, prepare
+    from models.ranker import Ranker, _logits, key_groups, prepare, unique_sequences
 
     rows = planted(n_users=12, per_user=6)
     data = prepare(rows, spec(variant))
@@ -317,7 +317,11 @@ def test_rows_sharing_keys_are_scored_together_as_one_by_one(variant):
     if variant in ("vista", "full_attention"):  # one group per user: each has other keys
         assert (rows.groupby(data.groups).user_id.nunique() == 1).all()
         assert len(np.unique(data.groups)) == rows.user_id.nunique()
-    offsets = np.array([0, 3, 6, 9])
-    items = np.array([1, 2, 3, 1, 2, 3, 3, 2, 1])  # row 2: the same items, reversed
-    groups = key_groups(offsets, items, np.zeros(9, np.int64), np.zeros((3, 2), np.float32))
-    assert groups[0] == groups[1] != groups[2]
+    rows = [np.array([1, 2, 3]), np.array([1, 2, 3]), np.array([3, 2, 1])]  # 2: reversed
+    items, _, offsets, row_sequence = unique_sequences(rows, [np.zeros(3)] * 3)
+    assert list(row_sequence) == [0, 0, 1]  # kept once per distinct sequence
+    assert list(items) == [1, 2, 3, 3, 2, 1]
+    assert list(offsets) == [0, 3, 6]
+    summaries = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 1.0]], np.float32)
+    groups = key_groups(np.zeros(3, np.int64), summaries)
+    assert groups[0] == groups[2] != groups[1]
