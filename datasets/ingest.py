@@ -256,7 +256,7 @@ def file_bytes(path: Path) -> bytes:
 def read_rows(path: Path, fmt: str, separator: str = ",") -> RawRows:
     """A file's raw rows; a file that cannot be read at all raises SourceError."""
     if not path.exists():
-        raise SourceError(f"events file {path} does not exist")
+        raise SourceError(f"events file {path} does not exist (source.events_path)")
     try:
         if fmt == "delta":
             rows = _read_table(path, fmt)

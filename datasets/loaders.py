@@ -102,9 +102,12 @@ def read_items(source: SourceConfig) -> pd.DataFrame | None:
     events; rows without a valid id are left out)."""
     if source.items_path is None:
         return None
-    from datasets.ingest import parse_id, read_rows, renamed
+    from datasets.ingest import SourceError, parse_id, read_rows, renamed
 
     fmt = source.format if source.format != "auto" else "csv"
+    if not source.items_path.exists():
+        raise SourceError(f"items file {source.items_path} does not exist (source.items_path;"
+                          " leave it out when the events carry their category)")  # fmt: skip
     rows = read_rows(source.items_path, fmt, source.separator)
     items = renamed(rows.frame, source.item_columns, str(source.items_path))
     if source.category_first_token:
