@@ -106,8 +106,25 @@ def render(cases: list[BadRequest] = CASES, file_cases: list[BadFile] = FILE_CAS
     return "\n".join(lines) + "\n"
 
 
+def readme_summary(cases: list[BadRequest] = CASES, file_cases: list[BadFile] = FILE_CASES) -> str:
+    """The README's section (results:bad_input): the same tables, folded."""
+    lines = render(cases, file_cases).split("\n")
+    first = next(i for i, line in enumerate(lines) if line.startswith("## "))
+    # headings inside the fold would land in the README's outline: bold lines instead
+    body = "\n".join(f"**{line[3:]}**" if line.startswith("## ") else line
+                     for line in lines[first:])  # fmt: skip
+    statuses = sorted({c.status for c in cases})
+    return (f"{len(cases) + len(file_cases)} bad-input classes tried: {len(cases)} requests "
+            f"to the scoring service (answers: {', '.join(map(str, statuses))}; never 500) "
+            f"and {len(file_cases)} files to the ingest (every row read is stored, "
+            "quarantined or a duplicate).\n\n<details><summary>every class, with rows "
+            "in / stored / quarantined / duplicates and status codes</summary>\n\n"
+            f"{body}\n</details>\n")  # fmt: skip
+
+
 def main() -> int:
     TABLE.write_text(render())
+    (PROJECT_ROOT / "docs" / "results" / "bad_input.md").write_text(readme_summary())
     print(
         f"{len(CASES)} serving and {len(FILE_CASES)} ingest bad-input classes written to "
         f"{TABLE.relative_to(PROJECT_ROOT)}"
