@@ -8,6 +8,7 @@ tests/test_ingest_bad_files.py check that the committed file is this rendering.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -124,7 +125,11 @@ def readme_summary(cases: list[BadRequest] = CASES, file_cases: list[BadFile] = 
 
 def main() -> int:
     TABLE.write_text(render())
-    (PROJECT_ROOT / "docs" / "results" / "bad_input.md").write_text(readme_summary())
+    from vista.provenance import RESULTS_DIR, provenance
+
+    (RESULTS_DIR / "bad_input.md").write_text(readme_summary())
+    counts = {"serving": len(CASES), "ingest": len(FILE_CASES)}
+    (RESULTS_DIR / "bad_input.json").write_text(json.dumps({**counts, **provenance()}, indent=2))
     print(
         f"{len(CASES)} serving and {len(FILE_CASES)} ingest bad-input classes written to "
         f"{TABLE.relative_to(PROJECT_ROOT)}"
