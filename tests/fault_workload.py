@@ -34,7 +34,7 @@ def prepare_root(root: Path, dates: list[str]) -> None:
     import pandas as pd
 
     from datasets.synthetic import generate
-    from models.summarizer import VistaSummarizer, save_checkpoint
+    from models.summarizer import build_summarizer, save_checkpoint
     from vista import pipeline
 
     cfg = workload_config(root)
@@ -51,7 +51,7 @@ def prepare_root(root: Path, dates: list[str]) -> None:
     import torch
 
     torch.manual_seed(0)
-    model = VistaSummarizer(cfg.summarizer).eval()
+    model = build_summarizer(cfg.summarizer).eval()
     version = model.version()
     path = save_checkpoint(model, pipeline.checkpoint_dir(cfg) / f"{version}.pt")
     pointer = pipeline.checkpoint_dir(cfg) / "current.json"

@@ -249,13 +249,13 @@ def test_cli_refuses_a_deep_needle_before_any_work(tmp_path, monkeypatch):
 
 
 def test_probe_refuses_to_mix_two_summarizer_versions(tmp_path):
-    from models.summarizer import VistaSummarizer, save_checkpoint
+    from models.summarizer import build_summarizer, save_checkpoint
     from spark_jobs import lake
     from vista import pipeline, probing
 
     cfg = tiny_config(tmp_path)
     as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
-    model = VistaSummarizer(cfg.summarizer)
+    model = build_summarizer(cfg.summarizer)
     path = save_checkpoint(model, pipeline.checkpoint_dir(cfg) / "m.pt")
     (pipeline.checkpoint_dir(cfg) / "current.json").write_text(
         json.dumps({"version": model.version(), "path": str(path)})
