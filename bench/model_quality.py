@@ -219,7 +219,9 @@ def main() -> None:
             scores[variant if arm == "baselines" else f"{arm}/{variant}"] = s
         print(arm, {k: round(v, 1) for k, v in timings[arm].items()}, flush=True)
     lengths = test_imp.user_id.map(histories.set_index("user_id").history_length).fillna(0)
-    oracle = {c: test_imp[c].to_numpy()[None, :] for c in ORACLE_COLUMNS if c in test_imp}
+    # real data has no oracle (the loaders write NaN there)
+    oracle = {c: test_imp[c].to_numpy()[None, :] for c in ORACLE_COLUMNS
+              if c in test_imp and test_imp[c].notna().all()}  # fmt: skip
     comparison = paired_comparison_by_bucket(
         test_imp.label.to_numpy(), test_imp.user_id.to_numpy(), lengths.to_numpy(),
         {**scores, **oracle}, resamples=args.resamples, confidence=0.95, seed=0, min_users=20,
