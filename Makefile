@@ -18,7 +18,7 @@ export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run run-movielens report report-counts report-movielens report-movielens-per-user report-repeat ablate probe test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres airflow-postgres airflow-postgres-stop clean clean-state lock
+.PHONY: help install run run-movielens report report-counts report-movielens report-movielens-per-user report-repeat ablate probe test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres chromium airflow-postgres airflow-postgres-stop clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,13 @@ redis: ## Install redis-server when missing (apt-get; through sudo when not root
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
 	@redis-server --version
+
+# Debian's Chromium: the headless check that the Data Docs render offline; a no-op when present
+chromium: ## Install Debian's chromium when missing (apt-get; through sudo when not root)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 # Debian's PostgreSQL server, whose binaries stay off PATH (/usr/lib/postgresql/<v>/bin):
 # Airflow's metadata in conf/airflow-postgres.yaml and its test; a no-op when present
@@ -126,7 +133,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install redis postgres lint ## Install (plus Debian's redis-server and PostgreSQL when missing), lint, then the whole test suite
+test: install redis postgres chromium lint ## Install (plus Debian's redis-server, PostgreSQL and chromium when missing), lint, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lock: $(STAMP) ## Rewrite requirements/constraints.txt from the venv
