@@ -36,7 +36,7 @@ import torch
 
 from datasets.loaders import load_events, split_source
 from datasets.synthetic import ORACLE_COLUMNS, generate
-from models.evaluation import BUCKET_LABELS, paired_comparison_by_bucket
+from models.evaluation import BUCKET_LABELS, normalized_entropy, paired_comparison_by_bucket
 from models.ranker import score, train_ranker
 from models.train_summarizer import train_summarizer
 from spark_jobs.summarize import summary_tokens
@@ -177,6 +177,10 @@ def render(name: str, comparison: dict, arms: dict, meta: dict) -> str:
         lines.append(f"| {m} | " + " | ".join(cell(comparison[b]["auc"][m]) for b in buckets)
                      + " |")  # fmt: skip
     lines.append("| rows | " + " | ".join(f"{comparison[b]['rows']:,}" for b in buckets) + " |")
+    if meta.get("normalized_entropy"):
+        lines += ["", "Normalized entropy, all users, first seed (below 1: better than the base "
+                  "rate): " + ", ".join(f"{m} {v:.3f}" for m, v in meta["normalized_entropy"].items())
+                  + "."]  # fmt: skip
     reference = meta.get("reference")
     if reference in models:
         lines += ["", f"Differences, {reference} minus each model:", "",
@@ -187,6 +191,14 @@ def render(name: str, comparison: dict, arms: dict, meta: dict) -> str:
                 lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "Arms:", ""] + [f"- `{a}`: `{json.dumps(o)}`" for a, o in arms.items()]
     return "\n".join(lines) + "\n"
+
+
+def entropies(predictions: pd.DataFrame) -> dict[str, float]:
+    """Each model's normalized entropy on all rows, from its first seed's scores."""
+    first = [c for c in predictions.columns if c.startswith("score__") and c.endswith("seed0")]
+    return {c.split("__")[1]: normalized_entropy(predictions.label.to_numpy(),
+                                                 predictions[c].to_numpy())
+            for c in first}  # fmt: skip
 
 
 def rerender(out: Path) -> None:
@@ -203,6 +215,8 @@ def rerender(out: Path) -> None:
             for m in constant:
                 v.pop(m, None)
     payload["comparison"] = comparison
+    if out.with_suffix(".parquet").exists():
+        payload["normalized_entropy"] = entropies(pd.read_parquet(out.with_suffix(".parquet")))
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=float))
     out.with_suffix(".md").write_text(render(payload["name"], comparison, payload["arms"], payload))
 
@@ -254,14 +268,15 @@ def main() -> None:
     )  # fmt: skip
     meta = {"profile": args.profile, "eval_rows": len(test_imp), "seeds": args.seeds,
             "reference": args.reference, "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-    table = render(args.name, comparison, arms, meta)
-    print(table)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"model_quality-{args.name}"
     predictions = test_imp[["impression_id", "user_id", "label"]].assign(history_length=lengths)
     for model, s in scores.items():
         for seed, row in enumerate(s):
             predictions[f"score__{model}__seed{seed}"] = row.astype(np.float32)
+    meta["normalized_entropy"] = entropies(predictions)
+    table = render(args.name, comparison, arms, meta)
+    print(table)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"model_quality-{args.name}"
     predictions.to_parquet(out.with_suffix(".parquet"), index=False)
     payload = {"name": args.name, "arms": arms, **meta, "timings": timings,
                "comparison": comparison, "generator": base.generator.model_dump(mode="json"),
