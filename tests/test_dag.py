@@ -245,5 +245,8 @@ def test_unreadable_source_file_fails_the_ingest_dag_with_its_name(tmp_path):
     assert "DAG vista_ingest failed" in result.stderr
     assert f"cannot read {landing / 'broken.parquet'} as parquet" in result.stderr
     assert "running DAG vista_histories" not in result.stderr
-    for table in (pipeline.EVENTS, pipeline.QUARANTINE):
-        assert not lake.table_exists(cfg.paths.table(table))
+    assert not lake.table_exists(cfg.paths.table(pipeline.EVENTS))
+    recorded = lake.read_arrow(cfg.paths.table(pipeline.QUARANTINE)).to_pandas()
+    assert recorded[["source_file", "reason"]].values.tolist() == [
+        [str(landing / "broken.parquet"), "unreadable_file"]
+    ]
