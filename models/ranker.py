@@ -47,6 +47,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from models.attention import TokenPooling, slot_match
+from models.sketch import sketch_read, sketch_tables
 from models.summarizer import item_index
 from vista.config import RankerConfig
 
@@ -78,6 +79,7 @@ class SummaryShape:
     n_tokens: int
     token_dim: int
     n_heads: int = 1  # the summarizer's heads: slot pooling reads each head's slice apart
+    sketch_heads: int = 0  # the last heads are an item sketch (models/sketch.py)
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,13 @@ class Ranker(nn.Module):
                                            spec.summary.n_heads)  # fmt: skip
             contexts += 1
         self.match_heads = spec.summary.n_heads if spec.uses_slot_match else 0
+        self.sketch_heads = spec.summary.sketch_heads if spec.variant == "vista" else 0
+        if self.sketch_heads:  # the same fixed tables the summarizer wrote with
+            shape = spec.summary
+            slots, signatures = sketch_tables(spec.vocab_size, shape.n_tokens, shape.sketch_heads,
+                                              shape.token_dim // shape.n_heads)  # fmt: skip
+            self.register_buffer("sketch_slots", slots, persistent=False)
+            self.register_buffer("sketch_signatures", signatures, persistent=False)
         if self.match_heads:  # the candidate as the summarizer writes it (its value)
             self.match_value = nn.Linear(dim, dim, bias=False)
         if spec.sequence_length:
@@ -409,7 +418,8 @@ class Ranker(nn.Module):
             raw = "softmax" if spec.variant == "vista" else spec.pooling
             self.pool = sequence_pooling(raw, dim, spec.sequence_length)
             contexts += 1
-        self.mlp = nn.Sequential(nn.Linear((1 + 2 * contexts) * dim + self.match_heads, 64),
+        extra = self.match_heads + self.sketch_heads
+        self.mlp = nn.Sequential(nn.Linear((1 + 2 * contexts) * dim + extra, 64),
                                  nn.GELU(),
                                  nn.Linear(64, 1))  # fmt: skip
 
@@ -421,16 +431,28 @@ class Ranker(nn.Module):
         k, d = self.spec.summary.n_tokens, self.spec.summary.token_dim
         return self.token_proj(summaries.view(-1, k, d))
 
+    def sketch_counts(self, items: torch.Tensor, summaries: torch.Tensor) -> torch.Tensor:
+        """Candidates (B, C) of vocabulary rows, stored summaries (B, K*D) -> each sketch
+        head's count estimate of the very candidate (B, C, Hs), read from the summary as
+        stored (the ranker's projection does not touch it)."""
+        shape = self.spec.summary
+        heads = summaries.view(-1, shape.n_tokens, shape.n_heads, shape.token_dim // shape.n_heads)
+        sketch = heads[:, :, shape.n_heads - self.sketch_heads :]
+        return sketch_read(items, sketch, self.sketch_slots, self.sketch_signatures)
+
     def score_candidates(self, candidates: torch.Tensor, tokens: torch.Tensor | None,
-                         keys: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+                         keys: torch.Tensor | None, mask: torch.Tensor | None,
+                         sketch: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """candidates (B, C, D) against each row's tokens (B, K, D) and raw keys (B, L, D)
-        -> logits (B, C)."""
+        (and the sketch's counts of them, (B, C, Hs)) -> logits (B, C)."""
         parts = [candidates]
         if tokens is not None:
             context = self.token_pool(candidates, tokens)
             parts += [context, candidates * context]
             if self.match_heads:
                 parts.append(slot_match(self.match_value(candidates), context, self.match_heads))
+            if self.sketch_heads:
+                parts.append(sketch)
         if keys is not None:
             context = self.pool(candidates, keys, mask)
             parts += [context, candidates * context]
@@ -439,10 +461,11 @@ class Ranker(nn.Module):
     def forward(self, items, categories, summaries, seq_items, seq_cats, mask) -> torch.Tensor:
         tokens = self.tokens(summaries) if self.spec.variant == "vista" else None
         keys = self.embed(seq_items, seq_cats) if self.spec.sequence_length else None
-        if items.dim() == 1:  # one candidate per row
-            candidates = self.embed(items, categories)[:, None, :]
-            return self.score_candidates(candidates, tokens, keys, mask)[:, 0]
-        return self.score_candidates(self.embed(items, categories), tokens, keys, mask)
+        rows = items[:, None] if items.dim() == 1 else items  # one candidate per row, or C
+        sketch = self.sketch_counts(rows, summaries) if self.sketch_heads else None
+        scored = self.score_candidates(self.embed(rows, categories.view_as(rows)), tokens, keys,
+                                       mask, sketch)  # fmt: skip
+        return scored[:, 0] if items.dim() == 1 else scored
 
     @torch.no_grad()
     def init_from_summarizer(self, summarizer: nn.Module) -> bool:
@@ -634,18 +657,21 @@ def score_one_user(
     cand = model.embed(items, cats)  # (C, D)
     mask = torch.ones(seq_items.shape, dtype=torch.bool) if seq_mask is None else seq_mask
     tokens = model.tokens(summaries) if model.spec.variant == "vista" else None  # (1, K, D)
+    sketch = model.sketch_counts(items[None], summaries) if model.sketch_heads else None
     raw = model.spec.sequence_length > 0 and seq_items.shape[1] > 0
     if seq_items.shape[0] > 1:  # per-candidate sequences (SIM)
         keys = model.embed(seq_items, seq_cats) if raw else None
         rows = None if tokens is None else tokens.expand(len(items), -1, -1)
-        return model.score_candidates(cand[:, None, :], rows, keys, mask)[:, 0]
+        counts = None if sketch is None else sketch[0][:, None, :]
+        return model.score_candidates(cand[:, None, :], rows, keys, mask, counts)[:, 0]
     keys = model.embed(seq_items, seq_cats) if raw else None  # (1, L, D)
     width = (0 if keys is None else keys.shape[1]) + (0 if tokens is None else tokens.shape[1])
     chunk = max(SCORING_CHUNK, SCORING_PAIRS // max(width, 1))
     out = [
-        model.score_candidates(cand[None, i : i + chunk], tokens, keys, mask)[0]
+        model.score_candidates(cand[None, i : i + chunk], tokens, keys, mask,
+                               None if sketch is None else sketch[:, i : i + chunk])[0]
         for i in range(0, len(items), chunk)
-    ]
+    ]  # fmt: skip
     return torch.cat(out)
 
 

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.attention import (
@@ -42,6 +43,7 @@ from models.attention import (
     qla_reference,
     softmax_reference,
 )
+from models.sketch import sketch_tables, sketch_write
 from vista.config import SummarizerConfig
 
 UNKNOWN_ITEM = 0  # index for null/negative ids; real ids hash into 1..vocab_size-1
@@ -60,6 +62,7 @@ class SummarizerShape:
     category_vocab_size: int
     age_buckets: int
     mode: str = "bidirectional"
+    sketch_heads: int = 0
 
     @classmethod
     def of(cls, cfg: SummarizerConfig) -> SummarizerShape:
@@ -72,6 +75,7 @@ class SummarizerShape:
             cfg.category_vocab_size,
             cfg.age_buckets,
             cfg.mode,
+            cfg.sketch_heads,
         )
 
 
@@ -252,6 +256,16 @@ class MemorySummarizer(nn.Module):
         # per-head decay per day: 2^(-1/half_life), 1 for "no decay"
         rates = torch.where(half_lives > 0, 1.0 / half_lives.clamp(min=1e-9), 0.0)
         self.register_buffer("decay_per_day", rates, persistent=False)
+        self.sketch_heads = cfg.sketch_heads
+        if self.sketch_heads:  # fixed tables, derived from the shape (not weights)
+            slots, signatures = sketch_tables(cfg.vocab_size, cfg.n_seeds, cfg.sketch_heads,
+                                              self.head_dim)  # fmt: skip
+            self.register_buffer("sketch_slots", slots, persistent=False)
+            self.register_buffer("sketch_signatures", signatures, persistent=False)
+
+    @property
+    def learned_heads(self) -> int:
+        return self.cfg.n_heads - self.sketch_heads
 
     def embed_candidates(self, items: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
         return self.item_embedding(items) + self.category_embedding(categories)
@@ -274,14 +288,41 @@ class MemorySummarizer(nn.Module):
         """The state of the events in ``sl``: (B, H, rows, hd). States of disjoint event
         sets add up to the state of their union."""
         B, H, hd = batch.items.shape[0], self.cfg.n_heads, self.head_dim
+        L = self.learned_heads
         x = self.embed(batch, sl)  # (B, c, D)
         if self.cfg.address == "softmax":  # each event's distribution over the K seeds
-            k = torch.softmax(self.address_logits(x), dim=-1)  # (B, c, H, K)
+            k = torch.softmax(self.address_logits(x)[:, :, :L], dim=-1)  # (B, c, L, K)
         else:
             k = feature_map(self.key(x).view(B, -1, H, hd))  # (B, c, H, hd)
-        v = self.value(x).view(B, -1, H, hd)  # (B, c, H, hd)
+        v = self.value(x).view(B, -1, H, hd)[:, :, :L]  # (B, c, L, hd)
         w = self.event_weights(batch, sl).to(x.dtype)  # (B, c, H)
-        return torch.einsum("bchd,bch,bche->bhde", k, w, v)
+        state = torch.einsum("bchd,bch,bche->bhde", k, w[:, :, :L], v)
+        if not self.sketch_heads:
+            return state
+        sketch = sketch_write(batch.items[:, sl], w[:, :, L:], self.sketch_slots,
+                              self.sketch_signatures, self.cfg.n_seeds)  # fmt: skip
+        return torch.cat([state, sketch], dim=1)
+
+    def candidate_address(self, items: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Candidates (B, C) rows, (B, C, D) embedded -> (B, C, H, K) logits of the slots
+        they read: the learned heads' address, and the sketch heads' hashed slot."""
+        logits = self.address_logits(candidates)
+        if not self.sketch_heads:
+            return logits
+        one_hot = F.one_hot(self.sketch_slots[items], self.cfg.n_seeds).bool()  # (B,C,Hs,K)
+        hashed = torch.zeros_like(one_hot, dtype=logits.dtype).masked_fill(~one_hot, -1e4)
+        return torch.cat([logits[:, :, : self.learned_heads], hashed], dim=2)
+
+    def candidate_values(self, items: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """(B, C, D) the candidates as the memory writes them: the learned value, and
+        the sketch heads' signatures."""
+        B, C, _ = candidates.shape
+        values = self.value(candidates)
+        if not self.sketch_heads:
+            return values
+        learned = values.view(B, C, self.cfg.n_heads, self.head_dim)[:, :, : self.learned_heads]
+        signatures = self.sketch_signatures[items].to(values)  # (B, C, Hs, hd)
+        return torch.cat([learned, signatures], dim=2).reshape(B, C, -1)
 
     def address_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, D) embedded events or candidates -> (B, C, H, K) logits of their

@@ -53,8 +53,9 @@ class SourceModel(nn.Module):
         # slot reads are tied to the summarizer's own addressing: a candidate reads the
         # slots that events like it were written into
         tied = self.head.pool.pooling == "slot" and hasattr(self.summarizer, "address_logits")
-        slot_logits = self.summarizer.address_logits(candidates) if tied else None
-        values = self.summarizer.value(candidates) if self.head.match_heads else None
+        slot_logits = self.summarizer.candidate_address(cand_items, candidates) if tied else None
+        values = (self.summarizer.candidate_values(cand_items, candidates)
+                  if self.head.match_heads else None)  # fmt: skip
         logits = self.head(candidates, tokens, slot_logits=slot_logits, values=values)
         if self.decoder is None:
             return logits, None

@@ -262,6 +262,11 @@ class SummarizerConfig(_Section):
     # of the candidate's value with its slot read, i.e. how much of this very item the
     # user's memory holds (models/attention.slot_match): item-level memory, read exactly
     slot_match: bool = False
+    # memory mode: the last sketch_heads heads are an item sketch (models/sketch.py): each
+    # item is written, as a fixed random +-1 signature, into one slot picked by a hash of
+    # its id, and a candidate reads its own count back, whatever items share its topic
+    # (which a learned address files together); their half-lives are those heads'
+    sketch_heads: Annotated[int, Field(ge=0, le=63)] = 0
     n_seeds: Annotated[int, Field(ge=1, le=4096)] = 16
     dim: Annotated[int, Field(ge=4, le=4096)] = 32
     n_layers: Annotated[int, Field(ge=1, le=32)] = 2
@@ -298,6 +303,17 @@ class SummarizerConfig(_Section):
             raise ValueError("slot_match needs mode: memory and head_pooling: slot (it reads"
                              f" the candidate's slots), got mode {self.mode!r}, head_pooling"
                              f" {self.head_pooling!r}")  # fmt: skip
+        slot_memory = (self.mode, self.address, self.head_pooling) == ("memory", "softmax", "slot")
+        if self.sketch_heads and not slot_memory:
+            raise ValueError("sketch_heads needs mode: memory, address: softmax and "
+                             f"head_pooling: slot (its heads are slots), got mode {self.mode!r},"
+                             f" address {self.address!r}, head_pooling {self.head_pooling!r}")  # fmt: skip
+        if self.sketch_heads >= self.n_heads:
+            raise ValueError(f"sketch_heads ({self.sketch_heads}) must be < n_heads "
+                             f"({self.n_heads}): at least one head is learned")  # fmt: skip
+        if self.sketch_heads and not self.slot_match:
+            raise ValueError("sketch_heads needs slot_match: true (the sketch is read by "
+                             "matching the candidate's signature)")  # fmt: skip
         if self.train_recent_events >= self.train_max_events:
             raise ValueError(f"train_recent_events ({self.train_recent_events}) must be < "
                              f"train_max_events ({self.train_max_events})")  # fmt: skip

@@ -178,7 +178,12 @@ def ranker_spec(cfg: VistaConfig, variant: str):
 
     return RankerSpec(
         variant=variant,
-        summary=SummaryShape(cfg.summarizer.n_seeds, cfg.summarizer.dim, cfg.summarizer.n_heads),
+        summary=SummaryShape(
+            cfg.summarizer.n_seeds,
+            cfg.summarizer.dim,
+            cfg.summarizer.n_heads,
+            cfg.summarizer.sketch_heads,
+        ),
         vocab_size=cfg.summarizer.vocab_size,
         category_vocab_size=cfg.summarizer.category_vocab_size,
         recent_items=cfg.ranker.recent_items,

@@ -1,0 +1,60 @@
+"""The item sketch: which items a user consumed, and how often, in a fixed-size state.
+
+A learned memory (slot addressing by content) files similar items into the same slot, so
+its read of a slot says how much of a *kind* of item the user consumed, not whether this
+very item occurred: on a repeat label (a grocery ``reordered``) that is the question.
+The sketch answers it the way a count sketch does, with no parameters to learn: each
+item id has a fixed slot per sketch head (a hash) and a fixed random +-1 signature of
+``head_dim`` values; a history writes each event's signature (times its weight and the
+head's decay) into its item's slot. The read of a candidate is its slot's content
+dotted with its own signature, divided by ``head_dim``: the (decayed) count of that very
+item, plus noise from the other items that share the slot, which shrinks as
+1/sqrt(head_dim). The state is a sum over events like the rest of the memory: additive,
+refreshable with new events alone, O(1) to read per candidate.
+
+Tables are drawn from a fixed seed, so the summarizer that writes a sketch and the
+ranker that reads it (or a later process) derive the same ones from the shape alone.
+Row 0 (the unknown item) has signature 0: it writes nothing and matches nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SKETCH_SEED = 0x5EED
+
+
+def sketch_tables(
+    vocab_size: int, n_slots: int, n_heads: int, head_dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(slots (vocab, H) int64 in [0, n_slots), signatures (vocab, H, head_dim) +-1.0)."""
+    generator = torch.Generator().manual_seed(SKETCH_SEED)
+    slots = torch.randint(0, n_slots, (vocab_size, n_heads), generator=generator)
+    bits = torch.randint(0, 2, (vocab_size, n_heads, head_dim), generator=generator)
+    signatures = bits.to(torch.float32) * 2 - 1
+    signatures[0] = 0.0
+    return slots, signatures
+
+
+def sketch_write(
+    items: torch.Tensor, weights: torch.Tensor, slots: torch.Tensor, signatures: torch.Tensor,
+    n_slots: int,
+) -> torch.Tensor:  # fmt: skip
+    """Events (B, c) of vocabulary rows with per-head weights (B, c, H) -> their sketch
+    (B, H, n_slots, head_dim). Sketches of disjoint event sets add up."""
+    address = torch.nn.functional.one_hot(slots[items], n_slots).to(weights.dtype)  # (B,c,H,K)
+    return torch.einsum("bchk,bch,bche->bhke", address, weights, signatures[items].to(weights))
+
+
+def sketch_read(
+    items: torch.Tensor, sketch: torch.Tensor, slots: torch.Tensor, signatures: torch.Tensor
+) -> torch.Tensor:
+    """Candidates (B, C) of vocabulary rows and each row's sketch (B, K, H, head_dim), as
+    stored in the summary tokens -> per head, the candidate's count estimate (B, C, H)."""
+    B, C = items.shape
+    H, hd = sketch.shape[2], sketch.shape[3]
+    cand_slots = slots[items]  # (B, C, H)
+    batch = torch.arange(B, device=items.device)[:, None, None].expand(B, C, H)
+    heads = torch.arange(H, device=items.device)[None, None, :].expand(B, C, H)
+    read = sketch[batch, cand_slots, heads]  # (B, C, H, hd)
+    return (read * signatures[items].to(read)).sum(-1) / hd
