@@ -109,7 +109,7 @@ report: install ## VISTA vs raw-history baselines on the lifelong world (conf/li
 report-counts: install ## The same comparison on the counts world of the embedded default (after make run)
 	$(BIN)/vista report
 
-ablate: install ## VISTA ablations (recon on/off, K 32/64/128, staleness): reports/<as_of>/ablations.md
+ablate: install ## VISTA ablations (recon, K 32/64/128, memory design parts, staleness): reports/<as_of>/ablations.md
 	$(BIN)/vista ablate
 
 probe: install ## Linear probes on frozen summaries vs history length (counts, needles, recency): reports/<as_of>/probes.md

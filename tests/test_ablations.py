@@ -20,7 +20,19 @@ def test_ablation_arms_are_isolated_and_differ_where_they_should(pipeline_run, t
     before = (lake.table_version(histories), pipeline.current_summarizer(cfg)["version"])
     arms = ablations.arms(cfg)
     recon = "recon_off" if cfg.summarizer.recon_weight else "recon_on"
-    assert {"baseline", recon, "k_32", "k_64", "k_128", "stale_1d", "stale_3d"} == set(arms)
+    assert {"baseline", recon, "k_32", "k_64", "k_128", "stale_1d", "stale_3d"} <= set(arms)
+    # the memory design's parts, each flipped (tiny has the default's memory design)
+    train_long = f"train_{cfg.summarizer.train_max_events * 8 // 1024}k"
+    assert {"magnitude_rms", "slot_match_off", "sketch_on", train_long} == set(arms) - {
+        "baseline",
+        recon,
+        "k_32",
+        "k_64",
+        "k_128",
+        "stale_1d",
+        "stale_3d",
+    }
+    assert arms["slot_match_off"]["summarizer"] == {"slot_match": False, "sketch_heads": 0}
     result = ablations.run_ablations(cfg, as_of, only=["baseline", recon, "stale_1d"],
                                      progress=False)  # fmt: skip
     got = result["arms"]

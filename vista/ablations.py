@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from vista.config import VistaConfig
+from vista.config import SummarizerConfig, VistaConfig
 
 LINKED_TABLES = ("events", "impressions", "user_histories")
 BASELINE = "baseline"
@@ -48,9 +48,34 @@ def arms(cfg: VistaConfig) -> dict[str, dict[str, Any]]:
     for k in (32, 64, 128):
         if k != s.n_seeds:
             out[f"k_{k}"] = {"summarizer": {"n_seeds": k}, "stale_days": 0}
+    # the memory design's parts, each switched the other way (where the result is valid):
+    # magnitudes kept or normalised away, the slot match, the item sketch, and training
+    # on 8x longer histories than the baseline's
+    if s.mode == "memory":
+        flips = {
+            "magnitude_rms" if s.magnitude != "rms" else "magnitude_log": {
+                "magnitude": "rms" if s.magnitude != "rms" else "log"},
+            f"slot_match_{'off' if s.slot_match else 'on'}": {
+                "slot_match": not s.slot_match, **({"sketch_heads": 0} if s.slot_match else {})},
+            f"sketch_{'off' if s.sketch_heads else 'on'}": {
+                "sketch_heads": 0 if s.sketch_heads else 1},
+            f"train_{s.train_max_events * 8 // 1024}k": {
+                "train_max_events": s.train_max_events * 8},
+        }  # fmt: skip
+        for name, overrides in flips.items():
+            if _valid(s, overrides):
+                out[name] = {"summarizer": overrides, "stale_days": 0}
     for days in (1, 3):
         out[f"stale_{days}d"] = {"summarizer": {}, "stale_days": days}
     return out
+
+
+def _valid(summarizer: SummarizerConfig, overrides: dict[str, Any]) -> bool:
+    try:
+        SummarizerConfig.model_validate({**summarizer.model_dump(), **overrides})
+    except ValueError:
+        return False
+    return True
 
 
 def arm_config(
