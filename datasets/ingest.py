@@ -167,7 +167,8 @@ def find_source_files(source: SourceConfig, as_of: dt.date | None = None) -> Sou
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if p.is_file())
     else:
-        found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        found = sorted(Path(p) for p in glob.glob(caseless_name(pattern), recursive=True)
+                       if Path(p).is_file())  # fmt: skip
     files, skipped = [], []
     for file in found:
         why = _not_events_file(source, file)
@@ -179,6 +180,17 @@ def find_source_files(source: SourceConfig, as_of: dt.date | None = None) -> Sou
         listed = "; ".join(f"{name}: {why}" for name, why in skipped[:5])
         raise SourceError(f"no events files at {pattern}" + (f" ({listed})" if listed else ""))
     return SourceFiles(files, skipped)
+
+
+def caseless_name(pattern: str) -> str:
+    """The glob with its last component matched in any case (``*.csv`` finds ``C.CSV``
+    and ``b.Csv.GZ``), as suffixes are everywhere else; folders keep the file system's
+    case. A component that has its own ``[...]`` classes is left as written."""
+    head, sep, name = pattern.rpartition("/")
+    if "[" in name:
+        return pattern
+    name = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in name)
+    return f"{head}{sep}{name}"
 
 
 def source_files(source: SourceConfig, as_of: dt.date | None = None) -> list[Path]:

@@ -68,6 +68,15 @@ def folder(**files: bytes) -> Callable[[Path], Path]:
     return write
 
 
+def glob_of(files: Callable[[Path], Path], pattern: str) -> Callable[[Path], Path]:
+    """The source is a glob over the folder that ``files`` writes."""
+
+    def write(root: Path) -> Path:
+        return files(root) / pattern
+
+    return write
+
+
 def csv_case(name, what, shown, *rows, **expected) -> BadFile:
     """A CSV of the good row and ``rows``."""
     return BadFile(name, what, shown, file("events.csv", csv_bytes(GOOD, *rows)), **expected)
@@ -239,6 +248,10 @@ CASES: list[BadFile] = [
             folder(a__csv=csv_bytes(GOOD), b__csv__gz=gzip.compress(csv_bytes(f"2,10,{START},view,5")),
                    C__CSV=csv_bytes(f"3,10,{START},view,5")),
             rows_in=3, stored=3, quarantined=0, files="3 ingested"),
+    BadFile("glob_any_case", "glob *.csv over a.csv, C.CSV and b.Csv.GZ", "landing/*.csv",
+            glob_of(folder(a__csv=csv_bytes(GOOD), C__CSV=csv_bytes(f"3,10,{START},view,5"),
+                           b__Csv__GZ=gzip.compress(csv_bytes(f"2,10,{START},view,5"))), "*.csv"),
+            rows_in=2, stored=2, quarantined=0, files="2 ingested (the .gz is another suffix)"),
     BadFile("truncated_gzip", "truncated gzip beside a good file (unreadable_files: skip)",
             "landing/{a.csv, b.csv.gz cut in half}",
             folder(a__csv=csv_bytes(GOOD), b__csv__gz=gzip.compress(csv_bytes(GOOD))[:30]),
