@@ -350,6 +350,26 @@ class MemorySummarizer(nn.Module):
             state = state + self.fold(batch, slice(start, start + self.cfg.chunk_size))
         return state
 
+    def advance(self, state: torch.Tensor, days: torch.Tensor | float) -> torch.Tensor:
+        """The state of the same events ``days`` later (a scalar or (B,)): every event
+        ages by the same days, so each head's decayed sum is multiplied by one factor."""
+        days = torch.as_tensor(days, dtype=state.dtype, device=state.device)
+        factor = torch.exp2(-days[..., None] * self.decay_per_day.to(state.dtype))  # (..., H)
+        return state * factor[..., :, None, None]
+
+    def refresh(
+        self, state: torch.Tensor, state_as_of_us: int, new_events: HistoryBatch, as_of_us: int
+    ) -> torch.Tensor:
+        """The state at ``as_of_us`` of a history whose state at ``state_as_of_us`` is
+        ``state`` plus ``new_events`` (those in [state_as_of, as_of), encoded at
+        ``as_of_us``): the cost is the new events', whatever the history's length. Equal
+        to the whole history's state (``state``) up to float rounding."""
+        if as_of_us < state_as_of_us:
+            raise ValueError(f"cannot refresh a state of {state_as_of_us} to an earlier "
+                             f"snapshot {as_of_us} (microseconds)")  # fmt: skip
+        days = (as_of_us - state_as_of_us) / MICROS_PER_DAY
+        return self.advance(state, days) + self.state(new_events)
+
     def tokens(self, state: torch.Tensor, n_events: torch.Tensor) -> torch.Tensor:
         """State (B, H, rows, hd) and events per row (B,) -> summary tokens (B, K, D)."""
         B = state.shape[0]
