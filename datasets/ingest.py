@@ -62,6 +62,9 @@ REASONS = {
     "missing_label": "the label column (source.label_column) is empty",
     "conflicting_duplicate": "same user, item, time and event type as an earlier row, with "
     "a different label or category: the earlier row is kept",
+    "conflicts_with_stored": "same user, item, time and event type as an event stored by an "
+    "earlier ingest, with a different category (or label, for an impression): the stored "
+    "one is kept",
     "unreadable_file": "the whole file could not be read (row_number 0; detail says why)",
     "rejected_by_suite": "a row already in events that the events suite rejects, moved here "
     "by `vista quarantine evict` (stored by an older version or by hand)",
@@ -793,6 +796,36 @@ def dedupe(good: pd.DataFrame) -> tuple[pd.DataFrame, int, pd.DataFrame]:
 
 def _same(a: pd.Series, b: pd.Series) -> pd.Series:
     return (a == b) | (a.isna() & b.isna())
+
+
+def stored_conflicts(
+    good: pd.DataFrame, stored: pd.DataFrame, key: list[str], values: dict[str, str]
+) -> pd.DataFrame:
+    """Rows of ``good`` (row_number, source_file) whose ``key`` a table already holds
+    from an earlier ingest with other values: ``values`` maps a column of ``good`` to the
+    stored column it must equal. The stored row is kept; each row comes with ``detail``
+    (both values), for quarantine as conflicts_with_stored, so a re-delivered event whose
+    value changed is seen, not dropped as a duplicate."""
+    if good.empty or stored.empty:
+        return good.iloc[0:0].assign(detail=pd.Series(dtype=str))
+    mine = good[[*key, *values, "row_number", "source_file"]]
+    theirs = stored[[*key, *values.values()]].rename(
+        columns={v: f"{v}__stored" for v in values.values()}
+    )
+    joined = mine.merge(theirs, on=key, how="inner")
+    differs = pd.Series(False, index=joined.index)
+    for column, stored_column in values.items():
+        differs |= ~_same(joined[column], joined[f"{stored_column}__stored"])
+    rows = joined[differs]
+    named = " and ".join([", ".join(key[:-1]), key[-1]] if len(key) > 1 else key)
+    detail = [
+        f"same {named} as a row stored by an earlier ingest, which is kept ("
+        + ", ".join(f"{s} {r[f'{s}__stored']!r}" for s in values.values())
+        + "); this row has "
+        + ", ".join(f"{s} {r[c]!r}" for c, s in values.items())
+        for _, r in rows.iterrows()
+    ]
+    return rows[["row_number", "source_file"]].assign(detail=detail).reset_index(drop=True)
 
 
 def conflict_rows(conflicts: pd.DataFrame, raw: list[str]) -> pd.DataFrame:

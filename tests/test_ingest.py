@@ -112,6 +112,37 @@ def test_duplicates_are_dropped_within_and_across_files_and_runs(tmp_path):
     assert sorted(events.item_id) == [10, 10, 12, 13]
 
 
+def test_a_redelivered_event_whose_value_changed_is_quarantined_not_dropped(tmp_path):
+    """A later file repeats stored events: the exact repeat is a duplicate; one whose
+    category changed (a history event) or whose label changed (an impression: 5 stars
+    then 1) is quarantined as conflicts_with_stored, naming both values; the stored
+    rows stay as they were."""
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    seen = {**GOOD, "cat": 3}
+    shown = {**GOOD, "iid": 11, "ts": START + 3 * DAY, "cat": 4}  # after the cutoff
+    again = {**GOOD, "iid": 13, "cat": 3}
+    write_jsonl(folder / "a.jsonl", [seen, shown, again])
+    cfg = config(tmp_path, folder, columns={**COLUMNS, "category": "cat"})
+    assert pipeline.ingest_source(cfg, AS_OF)["events"] == 3
+    before = (table(cfg, "events"), table(cfg, "impressions"))
+    write_jsonl(folder / "b.jsonl", [again, {**seen, "cat": 7}, {**shown, "stars": 1},
+                                     {**GOOD, "iid": 12, "cat": 5}])  # fmt: skip
+    second = pipeline.ingest_source(cfg, AS_OF)
+    assert second["events"] == 1
+    assert second["duplicates_already_stored"] == 1
+    assert second["quarantined_by_reason"] == {"conflicts_with_stored": 2}
+    assert second["rows_read"] == 4 == second["events"] + second["quarantined"] + \
+        second["duplicates_already_stored"] + second["duplicates_in_files"]  # fmt: skip
+    quarantined = table(cfg, "quarantine").sort_values("row_number")
+    assert quarantined.row_number.tolist() == [2, 3]
+    assert "which is kept (category 3); this row has category 7" in quarantined.detail.iloc[0]
+    assert "which is kept (label 1); this row has label 0" in quarantined.detail.iloc[1]
+    events = table(cfg, "events")
+    assert events.set_index("item_id").category.to_dict() == {10: 3, 11: 4, 12: 5, 13: 3}
+    pd.testing.assert_frame_equal(table(cfg, "impressions"), before[1])
+
+
 def test_rerun_commits_nothing_and_a_redelivered_file_is_skipped(tmp_path):
     path = write_jsonl(tmp_path / "events.jsonl", [GOOD, {**GOOD, "uid": "x"}])
     cfg = config(tmp_path, path)

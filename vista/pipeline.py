@@ -247,6 +247,36 @@ def _record_empty_commit(path, schema: pa.Schema, partition_by: list[str], commi
     )  # fmt: skip
 
 
+def _stored_conflicts(good: pd.DataFrame, source, events_path, impressions_path) -> pd.DataFrame:
+    """Rows of ``good`` (with their ``index`` in it) that events or impressions stored by
+    an earlier ingest hold with another category or label (datasets.ingest.stored_conflicts).
+    Reads only the stored partitions of the dates the rows fall on."""
+    from datasets.ingest import DEDUPE_KEY, stored_conflicts
+    from datasets.loaders import impression_ids
+
+    rows = good.reset_index(names="index")
+    found = []
+    if lake.table_exists(events_path) and "category" in rows:
+        dates = sorted(set(rows["event_date"]))
+        stored = lake.read_arrow(events_path, filters=[("event_date", "in", dates)],
+                                 columns=[*DEDUPE_KEY, "category"]).to_pandas()  # fmt: skip
+        stored["event_timestamp"] = stored["event_timestamp"].astype(rows["event_timestamp"].dtype)
+        found.append(stored_conflicts(rows.assign(row_number=rows["row_number"]), stored,
+                                      DEDUPE_KEY, {"category": "category"}))  # fmt: skip
+    label = source.label_column
+    if label and label in rows and lake.table_exists(impressions_path):
+        stored = lake.read_arrow(impressions_path, columns=["impression_id", "label"]).to_pandas()
+        mine = rows.assign(impression_id=impression_ids(rows),
+                           label=(rows[label] >= source.label_threshold).astype("int8"))  # fmt: skip
+        found.append(stored_conflicts(mine, stored, ["impression_id"], {"label": "label"}))
+    if not found:
+        return pd.DataFrame(columns=["index", "row_number", "source_file", "detail"])
+    clashes = pd.concat(found, ignore_index=True).drop_duplicates(["source_file", "row_number"])
+    where = rows.set_index(["source_file", "row_number"])["index"]
+    keys = pd.MultiIndex.from_frame(clashes[["source_file", "row_number"]])
+    return clashes.assign(index=where.loc[keys].to_numpy())
+
+
 def ingest_files(
     cfg: VistaConfig,
     as_of: dt.datetime,
@@ -332,6 +362,17 @@ def ingest_files(
             path = Path(name)
             raw = prepared[path].rows.raw_of(rows["row_number"])
             bads[path] = pd.concat([bads[path], conflict_rows(rows, raw)], ignore_index=True)
+    if good is not None and len(good):
+        clashes = _stored_conflicts(good, source, events_path, impressions_path)
+        if len(clashes):
+            good = good.drop(index=clashes.pop("index")).reset_index(drop=True)
+            for name, rows in clashes.groupby("source_file", sort=False):
+                path = Path(name)
+                found = pd.DataFrame({"row_number": rows["row_number"].to_numpy(),
+                                      "reason": "conflicts_with_stored",
+                                      "detail": rows["detail"].to_numpy(),
+                                      "raw": prepared[path].rows.raw_of(rows["row_number"])})  # fmt: skip
+                bads[path] = pd.concat([bads[path], found], ignore_index=True)
     for path, why in [*unreadable.items(), *recorded]:
         bads[path] = pd.DataFrame({"row_number": [0], "reason": ["unreadable_file"],
                                    "detail": [why], "raw": [""]})  # fmt: skip
