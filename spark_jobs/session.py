@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from pathlib import Path
 
 from vista.config import SparkConfig
 
 
-def spark_session(cfg: SparkConfig, app_name: str = "vista"):
-    """Get or create the SparkSession that ``cfg`` describes.
+@contextlib.contextmanager
+def _stderr_to(path: Path | None):
+    """File descriptor 2 goes to ``path`` while the JVM is launched: the JVM inherits it
+    and keeps writing its start-up notices and log4j lines there, so that a command's
+    own one-line error is the only thing on the terminal. None: left as it is."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def spark_session(cfg: SparkConfig, app_name: str = "vista", jvm_log: Path | None = None):
+    """Get or create the SparkSession that ``cfg`` describes. A JVM launched here writes
+    its own output to ``jvm_log`` (when given, and unless $VISTA_DEBUG is set).
 
     Local mode is the embedded default; a cluster is only a different ``master``. On a
     cluster the executors' Python must import this project (here: the same venv, where
@@ -46,6 +70,11 @@ def spark_session(cfg: SparkConfig, app_name: str = "vista"):
         builder = builder.config(key, value)
     # py4j logs every connection at INFO, late in interpreter shutdown too
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    spark = builder.getOrCreate()
+    from pyspark import SparkContext
+
+    debug = os.environ.get("VISTA_DEBUG", "").lower() in ("1", "true", "yes")
+    launching = SparkContext._active_spark_context is None and not debug
+    with _stderr_to(jvm_log if launching else None):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark

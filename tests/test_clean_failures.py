@@ -93,6 +93,14 @@ def test_missing_state_names_the_command_that_makes_it(tmp_path, command, fix):
     assert str(tmp_path) in line  # where it looked
 
 
+def test_a_step_that_starts_spark_still_fails_with_one_line(tmp_path):
+    """The JVM's start-up notices and log4j lines go to a log file, not the terminal."""
+    line = the_line(vista(tmp_path, "histories", "-p", "tiny", "--as-of", "2026-01-01"))
+    assert "run `vista generate`" in line
+    jvm_log = (tmp_path / "state" / "logs" / "spark-jvm.log").read_text()
+    assert "log4j" in jvm_log
+
+
 def test_a_failed_critical_suite_is_one_line_naming_the_expectation(tmp_path):
     import deltalake
 

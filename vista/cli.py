@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import traceback
 import warnings
@@ -57,6 +58,8 @@ def _global_options(
     # failure ends with; --debug (or an explicit PYTHONWARNINGS / -W) shows them
     if not debug and not sys.warnoptions:
         warnings.simplefilter("ignore")
+    if debug:  # Spark's JVM then writes to the terminal too (spark_jobs/session.py)
+        os.environ["VISTA_DEBUG"] = "1"
 
 
 Profile = Annotated[

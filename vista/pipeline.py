@@ -96,7 +96,8 @@ def _write_json(path: Path, payload: dict[str, Any]) -> Path:
 def _spark(cfg: VistaConfig):
     from spark_jobs.session import spark_session
 
-    return spark_session(cfg.spark)
+    # the JVM's own output (start-up notices, log4j) goes to a file, not the terminal
+    return spark_session(cfg.spark, jvm_log=cfg.paths.state / "logs" / "spark-jvm.log")
 
 
 # ---------------------------------------------------------------- the run's steps
