@@ -55,7 +55,7 @@ redis: ## Install redis-server when missing (apt-get; through sudo when not root
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
 	@redis-server --version
 
-# Debian's Chromium: the headless check that the Data Docs render offline; a no-op when present
+# Debian's Chromium: the browser tests (Playwright drives it: tests/browser.py); a no-op when present
 chromium: ## Install Debian's chromium when missing (apt-get; through sudo when not root)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.airflow_ui import PASSWORD, stop_tree, trigger_chain_and_wait
 from tests.conftest import tiny_config
-from tests.test_scheduler import PASSWORD, free_port, stop_tree, trigger_chain_and_wait
+from tests.sockets import LOOPBACK, addresses
 from vista import airflow_runner, orchestration, pipeline
 from vista.config import PROJECT_ROOT, ConfigError, load_config
+from vista.ports import free_port
 from vista.postgres_local import Server, local_postgres
 
 
@@ -136,7 +138,9 @@ def test_local_executor_on_postgres_runs_the_chain_and_keeps_its_metadata_there(
     process = None
     try:
         with local_postgres(url, folder) as server:
-            # `vista airflow-ui` migrates the database first, then starts `airflow standalone`
+            assert addresses(server.port)
+            assert addresses(server.port) <= LOOPBACK
+            # `vista airflow-ui` migrates the database first, then starts Airflow
             process = subprocess.Popen(
                 [vista, "airflow-ui", "--profile", "tiny", "--port", str(port)],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -48,3 +48,11 @@ def test_generate_writes_tables_then_skips_when_unchanged(tmp_path, monkeypatch)
     assert '"generated": false' in second.output
     third = runner.invoke(app, ["generate", "--profile", "tiny", "--seed", "3"])
     assert '"generated": true' in third.output
+
+
+def test_unpause_names_a_dag_outside_the_chain_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISTA__PATHS__STATE", str(tmp_path / "state"))
+    result = runner.invoke(app, ["unpause", "vista_ingest", "vista_ranking", "--profile", "tiny"])
+    assert result.exit_code == 2
+    assert "not a DAG of the chain: vista_ranking (the chain: vista_ingest," in result.output
+    assert not (tmp_path / "state").exists()  # no Airflow database was made

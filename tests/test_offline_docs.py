@@ -1,8 +1,9 @@
 """Data Docs render with no network: every generated page is parsed for anything that
 would load from, link to or report to another host, for the data context id (a tracking
 id), and for scripts (the pages need none: the index's tables carry their rows in the
-HTML): every local reference resolves to a file of the site, and a headless Chromium
-with no name resolution renders the index with its table."""
+HTML): every local reference resolves to a file of the site, and a reviewer in a headless
+Chromium with the network off reads every validation on the index and a failed
+expectation's values on its page."""
 
 from __future__ import annotations
 
@@ -198,29 +199,51 @@ def test_offline_rows_sort_like_bootstrap_table_and_link_a_text_cell():
     assert offline_rows(rows, columns, {})[0]["_t"] == 1.0  # no sortName: as given
 
 
-def test_a_headless_browser_with_no_network_shows_the_index_table(site, tmp_path):
-    """Chromium (Debian's, `make chromium`) opens the index with every host name
-    unresolvable: the DOM it renders holds the validation table's rows, and its
-    screenshot is a drawn page (many colours), not a blank or an error page."""
-    import shutil
-    import subprocess
+def test_a_reviewer_in_a_browser_with_no_network_reads_every_validation_and_the_failure(
+    site, tmp_path
+):
+    """What a reviewer sees in Chromium (Debian's, `make chromium`) opening the site from
+    disk with the network off (offline, and no host name resolvable): the index shows a
+    row per validation with its suite, table, date and outcome, and the failed one's row
+    leads to its page, where the failed expectation shows the values that broke it. No
+    page asks for anything but files of the site; the screenshots are drawn pages."""
+    import datetime as dt
 
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("no headless browser (make chromium installs Debian's)")
+    from tests.browser import NO_NAMES, chromium, screenshot
+
     docs, _ = site
-    url = (docs / "index.html").resolve().as_uri()
-    offline = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'p'}",
-               "--window-size=1280,900"]  # fmt: skip
-    dom = subprocess.run([*offline, "--dump-dom", url], capture_output=True, text=True,
-                         timeout=120, check=True).stdout  # fmt: skip
-    table = dom.split('id="Validation-Results"', 1)[1].split("</table>", 1)[0]
-    assert len(re.findall(r'<tr class="ge-offline-row"', table)) == 3
-    shot = tmp_path / "index.png"
-    subprocess.run([*offline, f"--screenshot={shot}", url], capture_output=True, timeout=120,
-                   check=True)  # fmt: skip
-    from PIL import Image
+    requested: list[str] = []
+    with chromium(NO_NAMES) as browser:
+        page = browser.new_context(offline=True, viewport={"width": 1280, "height": 900}).new_page()
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto((docs / "index.html").resolve().as_uri())
+        rows = page.locator("#Validation-Results tr.ge-offline-row")
+        # columns: status, run time, run name, asset (the table), batch, suite
+        shown = [(r.locator("td i").first.get_attribute("class"),
+                  *(r.locator("td").nth(i).inner_text().strip() for i in (1, 3, 5)))
+                 for r in rows.all()]  # fmt: skip
+        outcomes = sorted(("failed" if "fa-times" in icon else "success", table, suite)
+                          for icon, _, table, suite in shown)  # fmt: skip
+        assert outcomes == [("failed", "events", "events"), ("success", "events", "events"),
+                            ("success", "user_summaries", "user_summaries")]  # fmt: skip
+        today = dt.datetime.now(dt.UTC).date()
+        for _, when, _, _ in shown:  # validated just now, by the fixture
+            stamp = dt.datetime.strptime(when, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=dt.UTC)
+            assert abs(stamp.date() - today) <= dt.timedelta(days=1), when
+        screenshot(page, tmp_path, "data-docs-index.png")
 
-    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
-    assert len(np.unique(pixels, axis=0)) > 20  # text, icons and table lines were drawn
+        rows.filter(has=page.locator("i.fa-times")).locator("a.ge-offline-row-link").click()
+        page.wait_for_load_state()
+        assert "/validations/events/" in page.url
+        failed = page.locator("tr:has(> td i.fa-times)")
+        assert failed.count() == 1  # one expectation failed: user_id >= 0
+        text = " ".join(failed.inner_text().split())
+        assert "values must be greater than or equal to 0.0" in text
+        assert "2 unexpected values found" in text
+        unexpected = [[c.inner_text().strip() for c in row.locator("td").all()]
+                      for row in failed.locator("table tbody tr").all()]  # fmt: skip
+        assert unexpected == [["-1", "2"]]  # the planted value, on its two rows
+        failed.scroll_into_view_if_needed()
+        screenshot(page, tmp_path, "data-docs-failed-expectation.png")
+    assert requested
+    assert [url for url in requested if not url.startswith("file://")] == []

@@ -47,6 +47,14 @@ def redis_deployment(pipeline_run, redis_server, tmp_path_factory):
     return redis_cfg, as_of
 
 
+def test_the_local_redis_server_listens_on_loopback_only(redis_server):
+    from tests.sockets import LOOPBACK, addresses
+
+    port = int(redis_server.rsplit(":", 1)[1])
+    assert addresses(port)
+    assert addresses(port) <= LOOPBACK
+
+
 def written_yaml(cfg) -> dict:
     env = features.feast_environment(cfg)
     return yaml.safe_load(Path(env[features.FS_YAML_ENV]).read_text())

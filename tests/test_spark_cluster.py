@@ -113,3 +113,17 @@ def test_cluster_runs_the_jobs_like_local_mode(cluster, tmp_path):
     assert tokens[0].shape == (local.generator.n_users, k * d)
     assert np.abs(tokens[0]).mean() > 1e-3  # real tokens, not zeros on both sides
     np.testing.assert_allclose(tokens[1], tokens[0], rtol=1e-5, atol=1e-6)
+
+
+def test_the_cluster_listens_on_loopback_only(cluster):
+    """Every socket of the master's and the workers' JVMs (RPC, web UIs, block managers)
+    listens on 127.0.0.1; cluster.host (spark.master's host) is what opens them wider."""
+    from spark_jobs import standalone
+    from tests.sockets import LOOPBACK, listening
+
+    spec, _ = cluster
+    pids = [int(standalone._pid_file(spec, cls, i).read_text())
+            for cls, i, _ in standalone.daemons(spec)]  # fmt: skip
+    sockets = set().union(*map(listening, pids))
+    assert {spec.port, spec.webui_port} <= {port for _, _, port in sockets}, sockets
+    assert {ip for _, ip, _ in sockets} <= LOOPBACK, sockets

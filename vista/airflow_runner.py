@@ -178,24 +178,145 @@ def standalone_environment(cfg: VistaConfig, port: int, host: str | None = None)
         **airflow_environment(cfg),
         "AIRFLOW__API__HOST": host or cfg.airflow.listen_host,
         "AIRFLOW__API__PORT": str(port),
-        # unpaused, so that a triggered vista_ingest run sets off the asset chain
+        # DAGs registered here for the first time: unpaused (the DAGs say so themselves too)
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+        "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(cfg)),
     }
 
 
+SIMPLE_AUTH_MANAGER = (
+    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+)
+
+# What `airflow standalone` starts, less its log servers: the scheduler's (8793) and the
+# triggerer's (8794) listen on every interface whatever airflow.cfg says (Airflow 3.3 binds
+# them to "" in airflow/utils/serve_logs/core.py, with no setting for the address). They
+# serve task logs to an API server on another machine; on this one the API server reads
+# the same log folder itself.
+COMPONENTS = {
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+    "api-server": ["api-server"],
+}
+
+
+def paused_dags(cfg: VistaConfig) -> list[str]:
+    """The chain's DAGs that the metadata database holds paused, in chain order; [] when
+    there is no database yet or it cannot be read."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = metadata_url(cfg)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return []
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            query = text("SELECT dag_id FROM dag WHERE is_paused AND NOT is_stale")
+            paused = set(connection.execute(query).scalars())
+    except SQLAlchemyError:
+        return []
+    finally:
+        engine.dispose()
+    return [dag_id for dag_id in CHAIN if dag_id in paused]
+
+
+def clear_queued_runs(cfg: VistaConfig, dag_ids: list[str]) -> int:
+    """Forget the asset-triggered runs queued for these DAGs; returns how many. A `dags
+    test` run's asset events queue the next DAG of the chain, unpaused, for the next
+    scheduler to start; `vista dag-test` runs that DAG itself, so a later `vista
+    airflow-ui` would run the chain's last four DAGs again, all at once, on its start."""
+    from sqlalchemy import bindparam, create_engine, text
+
+    engine = create_engine(metadata_url(cfg))
+    query = text("DELETE FROM asset_dag_run_queue WHERE target_dag_id IN :ids")
+    try:
+        with engine.begin() as connection:
+            query = query.bindparams(bindparam("ids", expanding=True))
+            return connection.execute(query, {"ids": list(dag_ids)}).rowcount
+    finally:
+        engine.dispose()
+
+
+def unpause_command(cfg: VistaConfig) -> str:
+    return "vista unpause" + ("" if cfg.profile == "local" else f" --profile {cfg.profile}")
+
+
+def paused_notice(cfg: VistaConfig) -> str | None:
+    """One line naming the chain's paused DAGs and the command that unpauses them, or None."""
+    paused = paused_dags(cfg)
+    if not paused:
+        return None
+    return (f"paused in Airflow: {', '.join(paused)}: a run of a paused DAG stays queued and "
+            f"the asset chain stops there; unpause: {unpause_command(cfg)}")  # fmt: skip
+
+
+def unpause_log(cfg: VistaConfig) -> Path:
+    return cfg.paths.state / "airflow" / "unpause.log"
+
+
+def unpause(cfg: VistaConfig, dag_ids: list[str]) -> int:
+    """`airflow dags unpause` for these DAGs (one call: a regex of their ids); its output,
+    whose table shows each DAG's state from before the call, goes to unpause_log."""
+    ensure_airflow_db(cfg)
+    pattern = "^(" + "|".join(re.escape(d) for d in dag_ids) + ")$"
+    args = ["dags", "unpause", "--treat-dag-id-as-regex", "--yes", pattern]
+    return _airflow(cfg, args, unpause_log(cfg)).returncode
+
+
+def _relay(name: str, stream) -> None:
+    for line in stream:
+        sys.stdout.write(f"{name:<13} | {line}")
+        sys.stdout.flush()
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def standalone(cfg: VistaConfig, port: int, host: str | None = None) -> int:
-    """`airflow standalone` (scheduler, DAG processor, triggerer, API server and UI in
-    one process tree) on this profile's state, until interrupted."""
+    """Airflow's scheduler, DAG processor, triggerer and API server (with the UI) on this
+    profile's state, each its own `airflow` process, until interrupted or until one of
+    them exits (its exit status is returned; the others are stopped)."""
+    import signal
+    import threading
+    import time
+
     ensure_airflow_db(cfg)
     password, origin = admin_password(cfg)
     print(f"Airflow UI: http://localhost:{port}  user: {ADMIN_USER}  password: {password}  "
           f"({origin})", flush=True)  # fmt: skip
-    bin_dir = str(Path(sys.executable).parent)
-    # standalone starts its components as `airflow ...` from PATH
-    path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-    env = {**os.environ, **standalone_environment(cfg, port, host), "PATH": path}
-    command = [str(Path(bin_dir) / "airflow"), "standalone"]
-    return subprocess.run(command, env=env, check=False).returncode
+    if notice := paused_notice(cfg):
+        print(notice, flush=True)
+    env = {**os.environ, **standalone_environment(cfg, port, host)}
+    airflow = str(Path(sys.executable).parent / "airflow")
+    processes: dict[str, subprocess.Popen] = {}
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        for name, args in COMPONENTS.items():
+            process = subprocess.Popen([airflow, *args], env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True)  # fmt: skip
+            processes[name] = process
+            threading.Thread(target=_relay, args=(name, process.stdout), daemon=True).start()
+        while not (ended := [n for n, p in processes.items() if p.poll() is not None]):
+            time.sleep(0.5)
+        print(f"airflow {ended[0]} exited with status {processes[ended[0]].returncode}; "
+              "stopping the others", flush=True)  # fmt: skip
+        return processes[ended[0]].returncode or 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -283,7 +283,10 @@ def _run_chain(cfg, date: str, params: dict) -> None:
     for dag_id in airflow_runner.CHAIN:
         log = log_dir / f"{dag_id}.log"
         typer.echo(f"running DAG {dag_id} for as_of {date} (log: {log}) ...", err=True)
-        if airflow_runner.dag_test(cfg, date, log, params, dag_id=dag_id) != 0:
+        status = airflow_runner.dag_test(cfg, date, log, params, dag_id=dag_id)
+        # the next DAG runs here, next; not again when a scheduler starts
+        airflow_runner.clear_queued_runs(cfg, airflow_runner.CHAIN)
+        if status != 0:
             lines = log.read_text().splitlines() if log.exists() else []
             typer.echo("\n".join(lines[-60:]), err=True)
             typer.echo(f"error: DAG {dag_id} failed for as_of {date}; full log: {log}", err=True)
@@ -311,6 +314,15 @@ def dag_test(
     summary = pipeline.report_dir(cfg, pipeline.as_of_datetime(date)) / "summary.json"
     typer.echo(pipeline.format_summary(json.loads(summary.read_text())))
     typer.echo(f"summary: {cfg.paths.reports / 'latest' / 'summary.json'}")
+    _warn_paused(cfg)
+
+
+def _warn_paused(cfg) -> None:
+    # `dags test` runs a paused DAG all the same; a scheduler (`vista airflow-ui`) does not
+    from vista import airflow_runner
+
+    if notice := airflow_runner.paused_notice(cfg):
+        typer.echo(notice, err=True)
 
 
 @app.command()
@@ -343,11 +355,43 @@ def airflow_ui(
         str | None, typer.Option(help="address to listen on (default airflow.listen_host)")
     ] = None,
 ) -> None:
-    """Start `airflow standalone` for browsing and triggering the DAGs. The admin password
-    is $VISTA_AIRFLOW_ADMIN_PASSWORD, else generated once per state folder and printed."""
+    """Start Airflow (scheduler, DAG processor, triggerer, API server and UI) for browsing
+    and triggering the DAGs. The admin password is $VISTA_AIRFLOW_ADMIN_PASSWORD, else
+    generated once per state folder and printed; paused DAGs of the chain are named."""
     from vista import airflow_runner
 
     raise typer.Exit(airflow_runner.standalone(_config(profile), port, host))
+
+
+@app.command()
+def unpause(
+    dag_ids: Annotated[
+        list[str] | None, typer.Argument(help="DAGs to unpause (default: the five of the chain)")
+    ] = None,
+    profile: Profile = None,
+) -> None:
+    """Unpause the chain's DAGs in this profile's Airflow (`airflow dags unpause`), so that
+    a triggered vista_ingest run sets off the other four by asset."""
+    from vista import airflow_runner
+
+    cfg = _config(profile)
+    unknown = sorted(set(dag_ids or []) - set(airflow_runner.CHAIN))
+    if unknown:
+        typer.echo(f"error: not a DAG of the chain: {', '.join(unknown)} "
+                   f"(the chain: {', '.join(airflow_runner.CHAIN)})", err=True)  # fmt: skip
+        raise typer.Exit(2)
+    chosen = dag_ids or airflow_runner.CHAIN
+    paused = [d for d in airflow_runner.paused_dags(cfg) if d in chosen]
+    if not paused:
+        typer.echo(f"none paused: {', '.join(chosen)}")
+        return
+    if airflow_runner.unpause(cfg, paused) != 0:
+        typer.echo(f"error: airflow dags unpause failed; see {airflow_runner.unpause_log(cfg)}",
+                   err=True)  # fmt: skip
+        raise typer.Exit(1)
+    still = airflow_runner.paused_dags(cfg)
+    typer.echo(f"unpaused: {', '.join(d for d in paused if d not in still)}")
+    _warn_paused(cfg)
 
 
 @app.command("postgres")

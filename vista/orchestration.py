@@ -91,6 +91,11 @@ def dag_settings(dag_id: str) -> dict:
     """What every DAG of the chain shares: id, start, no catchup, retries, its params."""
     return {
         "dag_id": dag_id,
+        # Airflow pauses a DAG when it first registers it unless told otherwise, and the
+        # first registration is wherever the DAG is first seen (`airflow dags test` in
+        # `make run`, a DAG processor, a Helm deployment): a paused DAG leaves a run
+        # triggered upstream queued for good, so the asset chain would stop there
+        "is_paused_upon_creation": False,
         "start_date": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         "catchup": False,
         "default_args": DEFAULT_ARGS,

@@ -280,11 +280,17 @@ def _inline_defs(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
+# the body /docs' "Try it out" starts from: without it Swagger UI builds one from the
+# schema's bounds, 2**63-1, which JavaScript rounds up to 2**63, past the bound: a 422
+SCORE_EXAMPLE = {"user_id": 1, "candidates": [{"item_id": 17, "category": 3},
+                                              {"item_id": 42, "category": 5}]}  # fmt: skip
+
+
 def score_request_openapi() -> dict[str, Any]:
     """/score's request body in the OpenAPI document (the endpoint reads the body itself)."""
     schema = ScoreRequest.model_json_schema()
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": _inline_defs(schema, schema.get("$defs", {}))}}}}  # fmt: skip
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": _inline_defs(schema, schema.get("$defs", {})), "example": SCORE_EXAMPLE}}}}  # fmt: skip
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -1,5 +1,6 @@
-"""A real Airflow (`vista airflow-ui`: `airflow standalone`, scheduler + API server):
-one triggered vista_ingest run sets off the other four DAGs through their assets."""
+"""Driving a real Airflow that `vista airflow-ui` started (scheduler, DAG processor,
+triggerer, API server): the REST calls, the chain's runs, and stopping the process tree.
+Used by tests/test_browser.py (SQLite) and tests/test_airflow_postgres.py (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 
-import pytest
-
-from tests.conftest import served_ranker_auc, tiny_config
-from vista import orchestration, pipeline
-from vista.ports import free_port
+from vista import orchestration
 
 PASSWORD = "a-test-password"
 
@@ -32,12 +28,14 @@ def call(url: str, token: str | None = None, body: dict | None = None, method: s
         return json.loads(response.read())
 
 
-def wait_for_token(base: str, process: subprocess.Popen, seconds: int = 240) -> str:
+def wait_for_token(
+    base: str, process: subprocess.Popen, seconds: int = 240, password: str = PASSWORD
+) -> str:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert process.poll() is None, "airflow standalone exited"
+        assert process.poll() is None, "vista airflow-ui exited"
         try:
-            got = call(f"{base}/auth/token", body={"username": "admin", "password": PASSWORD},
+            got = call(f"{base}/auth/token", body={"username": "admin", "password": password},
                        method="POST")  # fmt: skip
             return got["access_token"]
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -73,37 +71,6 @@ def trigger_chain_and_wait(base: str, process: subprocess.Popen, as_of: str) -> 
     raise AssertionError(
         f"the chain did not finish in 900 s: {runs(base, token, orchestration.CHAIN[-1])}"
     )
-
-
-@pytest.mark.slow
-def test_scheduler_runs_the_whole_chain_by_asset_from_one_trigger(tmp_path):
-    cfg = tiny_config(tmp_path)
-    as_of = pipeline.default_as_of(cfg)
-    port = free_port()
-    env = {**os.environ, "VISTA_AIRFLOW_ADMIN_PASSWORD": PASSWORD,
-           **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
-              for k in ("state", "lake", "reports")}}  # fmt: skip
-    vista = os.path.join(os.path.dirname(sys.executable), "vista")
-    log = (tmp_path / "standalone.log").open("w")
-    process = subprocess.Popen(
-        [vista, "airflow-ui", "--profile", "tiny", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        token = trigger_chain_and_wait(base, process, as_of)
-        for dag_id in orchestration.CHAIN[1:]:
-            (run,) = runs(base, token, dag_id)
-            assert run["run_type"] == "asset_triggered", dag_id
-            assert run["state"] == "success", dag_id
-        summary = json.loads((cfg.paths.reports / as_of / "summary.json").read_text())
-        assert summary["as_of"] == as_of  # the date travelled in the asset events
-        # the recorded AUC is the served ranker's, recomputed here from its artifact
-        served = served_ranker_auc(cfg, as_of)
-        assert summary["headline"]["ranker_auc"] == pytest.approx(served, abs=1e-9)
-    finally:
-        stop_tree(process)
-        log.close()
 
 
 def stop_tree(process: subprocess.Popen) -> None:
