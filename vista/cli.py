@@ -61,7 +61,12 @@ def _global_options(
 
 Profile = Annotated[
     str | None,
-    typer.Option("--profile", "-p", help="conf/<profile>.yaml (default $VISTA_PROFILE or local)"),
+    typer.Option(
+        "--profile",
+        "-p",
+        help="a name in conf/ or the path of a profile file (a .yaml anywhere; `vista "
+        "init-profile` writes one); default $VISTA_PROFILE or local",
+    ),
 ]
 Host = Annotated[
     str, typer.Option(help="address to listen on (0.0.0.0 to reach it from elsewhere)")
