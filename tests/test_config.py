@@ -158,3 +158,13 @@ def test_a_missing_or_bad_profile_file_fails_in_one_line_naming_it(tmp_path):
     wrong = write_profile(tmp_path / "wrong.yaml", "ranker: {eval_days: 0}\n")
     with pytest.raises(ConfigError, match=r"ranker\.eval_days = 0"):
         load_config(str(wrong), environ={})
+
+
+def test_day_limits_hold_what_real_data_sets_need():
+    """Decades of data: an evaluation window of more than a year and a ttl of more than
+    ten years are valid; a century is the sanity bound, named when crossed."""
+    cfg = load_config("tiny", overrides={"ranker": {"eval_days": 400},
+                                         "features": {"ttl_days": 5000}}, environ={})  # fmt: skip
+    assert (cfg.ranker.eval_days, cfg.features.ttl_days) == (400, 5000)
+    with pytest.raises(ConfigError, match=r"features\.ttl_days = 40000: .*36500"):
+        load_config("tiny", overrides={"features": {"ttl_days": 40_000}}, environ={})

@@ -33,6 +33,11 @@ CONF_DIR = PROJECT_ROOT / "conf"
 ENV_PREFIX = "VISTA__"
 
 
+# the longest span in days any setting may hold: a sanity bound (a century), not a policy;
+# real data sets span decades, and the data-dependent checks say what one needs
+MAX_DAYS = 36_500
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, malformed or out of range."""
 
@@ -318,7 +323,9 @@ class RankerConfig(_Section):
     weight_decay: Annotated[float, Field(ge=0, le=10.0)] = 1e-2
     validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
     dim: Annotated[int, Field(ge=4, le=4096)] = 32
-    eval_days: Annotated[int, Field(ge=1, le=365)] = 1
+    # impression days (days with impressions) evaluated: data spanning years may need more
+    # than a year of them (pipeline.windows_problem says how many a data set allows)
+    eval_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 1
     seed: Annotated[int, Field(ge=0)] = 0
     # the evaluation (`vista report`): which rankers, each trained with this many seeds
     variants: list[Literal["vista", "din_last100", "sim_category", "full_attention", "blind"]] = [
@@ -383,9 +390,11 @@ class EvaluationConfig(_Section):
 
 
 class FeaturesConfig(_Section):
-    materialize_days: Annotated[int, Field(ge=1, le=3650)] = 30
-    # a summary older than this is not joined or served: the refresh cadence must beat it
-    ttl_days: Annotated[int, Field(ge=1, le=3650)] = 14
+    materialize_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 30
+    # a summary older than this is not joined or served: the refresh cadence must beat it.
+    # With a fixed data set it must reach from the snapshot to the last impression, which
+    # for decades of data is more than ten years (the training run's error says how many)
+    ttl_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 14
     # how summary tokens are stored: int8 + per-token scale (4x smaller than float32),
     # bf16 (2x), or float32 (lossless); see vista/summary_codec.py
     summary_codec: Literal["int8", "bf16", "float32"] = "int8"
@@ -578,7 +587,7 @@ class SourceConfig(_Section):
     short_users: Literal["history", "cold_start"] = "history"
     # per_user: days from the snapshot over which each user's held-out events are spread
     # in order; the last ranker.eval_days of them are the evaluation days
-    per_user_days: Annotated[int, Field(ge=2, le=365)] = 4
+    per_user_days: Annotated[int, Field(ge=2, le=MAX_DAYS)] = 4
 
     @model_validator(mode="after")
     def _mapping_complete(self) -> SourceConfig:
