@@ -546,7 +546,8 @@ class SourceConfig(_Section):
     separator: str = ","
     # platform column -> file column; needs user_id, item_id, timestamp
     columns: dict[str, str]
-    timestamp_unit: Literal["s", "ms", "us", "iso"] = "s"
+    # epoch seconds, milliseconds, microseconds or nanoseconds, or ISO 8601 text
+    timestamp_unit: Literal["s", "ms", "us", "ns", "iso"] = "s"
     # allowed event types when event_type is mapped (default: view, click, purchase)
     event_types: list[str] | None = None
     # an event later than the ingest time plus this is quarantined as future_timestamp
