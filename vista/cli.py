@@ -458,6 +458,35 @@ def env(profile: Profile = None) -> None:
         typer.echo(f"export {key}={value}")
 
 
+@app.command("init-profile")
+def init_profile(
+    events_file: Annotated[Path, typer.Argument(help="one events file (CSV, JSON lines, Parquet)")],
+    out: Annotated[
+        Path | None, typer.Option(help="the profile to write (default ./<file name>.yaml)")
+    ] = None,
+    file_format: Annotated[
+        str | None,
+        typer.Option("--format", help="csv, jsonl or parquet (default: from the file's name)"),
+    ] = None,
+    separator: Annotated[
+        str | None, typer.Option(help="CSV separator (default: the one the first lines share)")
+    ] = None,
+    sample_rows: Annotated[int, typer.Option(help="rows profiled (a uniform sample)")] = 200_000,
+    force: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Propose a profile for your own events from a sample of the file: the column
+    mapping, timestamp unit, label rule and a cutoff date (or a per-user split); check it
+    through the loader and write it, commented, for review. Use it with --profile PATH."""
+    from vista.init_profile import InitProfileError, init_profile
+
+    if file_format not in (None, "csv", "jsonl", "parquet"):
+        raise InitProfileError(f"--format {file_format!r}: use csv, jsonl or parquet")
+    if sample_rows < 100:
+        raise InitProfileError(f"--sample-rows {sample_rows}: profile at least 100 rows")
+    result = init_profile(events_file, out, file_format, separator, sample_rows, force)
+    typer.echo("\n".join(result.lines()))
+
+
 @app.command("config")
 def show_config(profile: Profile = None) -> None:
     """Print the validated configuration."""
