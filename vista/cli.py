@@ -385,8 +385,9 @@ def serve(
     port: Annotated[int, typer.Option(help="port of the scoring service")] = 8000,
     host: Host = "127.0.0.1",
 ) -> None:
-    """Online scoring: POST /score {user_id, candidates: [{item_id, category}]} scores the
-    candidates with the current ranker from the user's summary in the online store;
+    """Online scoring: POST /score {user_id, candidates: [{item_id}]} scores the candidates
+    with the current ranker from the user's summary in the online store (categories looked
+    up in the lake's items unless a candidate carries one);
     GET /health; API docs at /docs and /redoc (served offline). Listens on loopback
     unless --host says otherwise; bodies over serving.max_body_bytes get 413."""
     import uvicorn
