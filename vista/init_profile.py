@@ -465,8 +465,8 @@ def propose_split(good: pd.DataFrame, proposal: Proposal, has_label: bool) -> Sp
                         f"the last third of the {choice.impression_days} days with impressions "
                         "evaluate, the rest train")  # fmt: skip
         proposal.choose("features.ttl_days", ttl,
-                        f"the last event ({last}) is {ttl} days after the snapshot, and a "
-                        "summary is joined to impressions within the ttl")  # fmt: skip
+                        f"the last event ({last}) falls within {ttl} days of the snapshot, "
+                        "and a summary is joined to impressions within the ttl")  # fmt: skip
         return choice
     for setting, value, why in (
         ("source.per_user_share", 0.2, "each user's last 20% of events are held out"),
