@@ -588,7 +588,24 @@ def parse_id(values: pd.Series, integral_decimals: bool = False) -> Parsed:
     return Parsed(ids, reason)
 
 
-_UNIT_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000}
+_UNIT_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _micros_of(values: pd.Series, numbers: pd.Series, unit: str) -> pd.Series:
+    """Epoch numbers in ``unit`` as whole microseconds. Nanoseconds (~1.7e18) are past a
+    float's exact integers (2**53): integers (an int64 column, digits in text) are divided
+    exactly, rounding half up; other forms (1.7e18, decimals) go through the float."""
+    if unit != "ns":
+        return (numbers * (1_000_000 // _UNIT_PER_SECOND[unit])).round()
+    micros = (numbers / 1_000).round()
+    valid = numbers.notna()
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return micros.where(~valid, (values.astype("int64") + 500) // 1_000)
+    text = values.map(lambda v: v.strip() if isinstance(v, str) else None)
+    digits = valid & text.map(lambda v: v is not None and v.isascii() and v.isdigit())
+    exact = pd.Series([(int(v) + 500) // 1_000 for v in text[digits]], index=text.index[digits],
+                      dtype="int64")  # fmt: skip
+    return micros.where(~digits, exact)
 
 
 def _iso_outside(text: pd.Series, latest: pd.Timestamp) -> pd.Series:
@@ -637,7 +654,7 @@ def parse_timestamp(values: pd.Series, unit: str, latest: pd.Timestamp) -> Parse
         reason[numbers.notna() & (numbers < 0)] = "negative_timestamp"
         reason[numbers.notna() & (numbers > limit)] = "future_timestamp"
         reason[missing] = "missing_timestamp"
-        micros = (numbers.where(reason.isna()) * (1_000_000 // per_second)).round()
+        micros = _micros_of(values, numbers.where(reason.isna()), unit)
         stamps = pd.to_datetime(micros, unit="us", utc=True)
         return Parsed(stamps, reason)
     epoch = pd.Timestamp(0, tz="UTC")

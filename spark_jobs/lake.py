@@ -128,12 +128,23 @@ def arrow_of(table: DeltaTable, filters=None, columns=None) -> pa.Table:
     delta-rs's Python filesystem handler, Arrow's I/O threads call into Python and the
     interpreter sometimes aborts at exit ("terminate called without an active
     exception", about 1 run in 6). Remote tables have only that handler."""
+    return table.to_pyarrow_table(filters=filters, columns=columns, filesystem=_scan_fs(table))
+
+
+def arrow_batches(path: Location, columns: list[str], batch_rows: int = 1 << 20):
+    """The table's ``columns`` in record batches of at most ``batch_rows`` rows, for a
+    pass over a large table in bounded memory (scanned as ``arrow_of`` scans)."""
+    table = open_table(path)
+    dataset = table.to_pyarrow_dataset(filesystem=_scan_fs(table))
+    yield from dataset.to_batches(columns=columns, batch_size=batch_rows)
+
+
+def _scan_fs(table: DeltaTable) -> pa_fs.FileSystem | None:
+    """Arrow's native filesystem for a local table (see ``arrow_of``); None for remote."""
     uri = table.table_uri
-    local = None
     if uri.startswith("file://") or "://" not in uri:
-        root = uri.removeprefix("file://")
-        local = pa_fs.SubTreeFileSystem(root, pa_fs.LocalFileSystem())
-    return table.to_pyarrow_table(filters=filters, columns=columns, filesystem=local)
+        return pa_fs.SubTreeFileSystem(uri.removeprefix("file://"), pa_fs.LocalFileSystem())
+    return None
 
 
 def table_version(path: Location) -> int | None:

@@ -60,9 +60,10 @@ CASES: list[BadRequest] = [
     BadRequest("candidates_not_a_list", "wrong type: text for a list",
                '{"user_id": 1, "candidates": "1,2,3"}', lambda: doc(candidates="1,2,3"), 422,
                ("body", "candidates")),
-    BadRequest("missing_category", "candidate without a required field",
-               '{..., "candidates": [{"item_id": 1}]}', lambda: doc(candidates=[{"item_id": 1}]),
-               422, ("body", "candidates", 0, "category")),
+    BadRequest("missing_item_id", "candidate without its required item_id (a category "
+               "alone; the category may be left out, never the id)",
+               '{..., "candidates": [{"category": 1}]}', lambda: doc(candidates=[{"category": 1}]),
+               422, ("body", "candidates", 0, "item_id")),
     BadRequest("unknown_field", "unknown field in a candidate",
                '{..., "candidates": [{"item_id": 1, "category": 1, "price": 3}]}',
                lambda: doc(candidates=[{**OK_CANDIDATE, "price": 3}]), 422,

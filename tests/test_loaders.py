@@ -90,3 +90,19 @@ def test_movielens_profile_reads_the_real_file():
     assert imp.event_timestamp.min() >= pd.Timestamp("1998-02-15", tz="UTC")
     assert 0.3 < imp.label.mean() < 0.8
     assert json.dumps(cfg.to_dict())  # serialisable into summary.json
+
+
+def test_nanosecond_timestamps_are_read_exactly(tmp_path):
+    """Epoch nanoseconds (~1.7e18) are past a float's exact integers: written as integers,
+    in text or an int64 Parquet column, they become the same microsecond, rounded half up."""
+    ns = [1767225600_000_000_499, 1767225600_000_000_500, 1767312000_123_456_789]
+    micros = [1767225600_000_000, 1767225600_000_001, 1767312000_123_457]
+    frame = pd.DataFrame({"uid": [1, 1, 2], "iid": [10, 11, 12], "ts": ns, "stars": [5, 4, 1]})
+    frame.to_csv(tmp_path / "events.csv", index=False)
+    frame.to_parquet(tmp_path / "events.parquet")
+    for fmt in ("csv", "parquet"):
+        cfg = source(tmp_path, events_path=tmp_path / f"events.{fmt}", format=fmt,
+                     timestamp_unit="ns")  # fmt: skip
+        stamps = load_events(cfg).event_timestamp
+        got = stamps.dt.tz_localize(None).to_numpy("datetime64[us]").astype("int64")
+        assert got.tolist() == micros, fmt

@@ -299,6 +299,25 @@ def test_coverage_error_names_the_setting_and_the_value_needed(tmp_path):
     assert "features.min_summary_coverage <= 0.3" in first
 
 
+def test_coverage_error_names_the_ttl_that_reaches_the_impressions(tmp_path):
+    """Impressions further from the snapshot than features.ttl_days find no summary: the
+    error says which ttl this data needs, however many years that is."""
+    from validation.checkpoints import DataQualityError
+
+    cfg = tiny_config(tmp_path)
+    as_of = pipeline.as_of_datetime("2026-01-03")
+    far = pd.Timestamp("2038-07-01 06:00", tz="UTC")  # 4,562 days and 6 hours later
+    train = feast_like(10, with_summary=3).assign(event_timestamp=far)
+    test = feast_like(10, with_summary=3, first_id=10)
+    with pytest.raises(DataQualityError) as err:
+        pipeline.validate_training_set(cfg, as_of, train, test)
+    first = str(err.value).splitlines()[0]
+    assert f"features.ttl_days >= {(far - as_of).days + 1}" in first
+    assert "features.min_summary_coverage <= 0.3" in first
+    # the ttl it names is one a profile may set
+    assert tiny_config(tmp_path, features={"ttl_days": 4563}).features.ttl_days == 4563
+
+
 def test_cold_start_users_do_not_count_against_coverage(tmp_path):
     cfg = tiny_config(tmp_path)
     as_of = pipeline.as_of_datetime("2026-01-03")

@@ -107,6 +107,113 @@ def test_an_unknown_user_gets_the_cold_start_answer(served):
     assert ((got > 0) & (got < 1)).all()
 
 
+# ------------------------------------------------------------------ items by id alone
+def lake_categories(cfg) -> pd.Series:
+    """item id -> category as the lake's events and impressions hold it, read here with
+    plain delta-rs (not the service's batched reader)."""
+    from spark_jobs import lake
+
+    rows = pd.concat([
+        lake.read_arrow(cfg.paths.table(name), columns=["item_id", "category"]).to_pandas()
+        for name in ("events", "impressions")
+    ]).drop_duplicates()  # fmt: skip
+    assert not rows["item_id"].duplicated().any()  # one category per item in this world
+    return rows.set_index("item_id")["category"].sort_index()
+
+
+def test_the_catalog_holds_every_item_of_the_lake(served):
+    cfg, _, _, service, _ = served
+    want = lake_categories(cfg)
+    catalog = service.catalog
+    assert catalog.ids.tolist() == want.index.tolist()
+    assert catalog.categories.tolist() == want.tolist()
+    # read in many small batches, the catalog is the same
+    from vista.items import read_item_catalog
+
+    small = read_item_catalog(cfg, batch_rows=997)
+    assert np.array_equal(small.ids, catalog.ids)
+    assert np.array_equal(small.categories, catalog.categories)
+
+
+def test_candidates_by_item_id_alone_are_scored_with_the_lake_categories(served):
+    """A request may carry only item ids: it scores as one that carries the categories
+    the lake holds, and as the offline scoring path does with them."""
+    cfg, as_of, _, service, client = served
+    summaries = pipeline.read_summaries(cfg, as_of).set_index("user_id")
+    user = int(summaries["history_length"].idxmax())
+    known = lake_categories(cfg).sample(40, random_state=0)
+    with_categories = [{"item_id": int(i), "category": int(c)} for i, c in known.items()]
+    by_id = [{"item_id": int(i)} for i in known.index]
+    answer = client.post("/score", json={"user_id": user, "candidates": by_id}).json()
+    given = client.post("/score", json={"user_id": user, "candidates": with_categories}).json()
+    assert answer["item_ids"] == given["item_ids"] == [c["item_id"] for c in by_id]
+    assert answer["unknown_items"] == given["unknown_items"] == 0
+    np.testing.assert_allclose(answer["scores"], given["scores"], rtol=1e-6)
+    want = offline_scores(service.scorer.model, summaries.loc[user, "summary"], with_categories)
+    np.testing.assert_allclose(answer["scores"], want, rtol=1e-5, atol=1e-6)
+    # the categories are read: the same items under other categories score otherwise
+    shifted = [{**c, "category": c["category"] + 1} for c in with_categories]
+    other = client.post("/score", json={"user_id": user, "candidates": shifted}).json()
+    assert np.abs(np.array(other["scores"]) - answer["scores"]).max() > 1e-4
+
+
+def test_an_unknown_item_is_scored_as_unknown_and_counted(served):
+    """An item the lake does not hold, sent without a category, is scored with the
+    unknown category (what item_index maps -1 to); one sent with a category keeps it.
+    The answer and /health count the unknown ones."""
+    cfg, as_of, _, service, _ = served
+    fresh = serving.ScoringService(service.scorer, service.summaries, ttl=service.ttl,
+                                   clock=service.clock, catalog=service.catalog)  # fmt: skip
+    client = TestClient(serving.create_app(fresh, cfg.serving))
+    categories = lake_categories(cfg)
+    unknown_id = int(categories.index.max()) + 10**9
+    known_id = int(categories.index[0])
+    cands = [{"item_id": known_id}, {"item_id": unknown_id},
+             {"item_id": unknown_id, "category": 3}, {"item_id": unknown_id, "category": None}]  # fmt: skip
+    user = int(pipeline.read_summaries(cfg, as_of)["user_id"].iloc[0])
+    body = client.post("/score", json={"user_id": user, "candidates": cands}).json()
+    assert body["unknown_items"] == 2
+    summary = pipeline.read_summaries(cfg, as_of).set_index("user_id").loc[user, "summary"]
+    as_scored = [{"item_id": known_id, "category": int(categories.iloc[0])},
+                 {"item_id": unknown_id, "category": -1},
+                 {"item_id": unknown_id, "category": 3},
+                 {"item_id": unknown_id, "category": -1}]  # fmt: skip
+    want = offline_scores(service.scorer.model, summary, as_scored)
+    np.testing.assert_allclose(body["scores"], want, rtol=1e-5, atol=1e-6)
+    assert body["scores"][1] != pytest.approx(body["scores"][2], abs=1e-6)
+    health = client.get("/health").json()
+    assert health["items_known"] == len(categories)
+    assert (health["candidates_looked_up"], health["unknown_items"]) == (3, 2)
+    client.post("/score", json={"user_id": user, "candidates": [{"item_id": unknown_id}]})
+    health = client.get("/health").json()
+    assert (health["candidates_looked_up"], health["unknown_items"]) == (4, 3)
+
+
+def test_unknown_category_is_the_lakes_and_the_rankers_unknown():
+    from datasets.loaders import UNKNOWN_CATEGORY
+    from models.summarizer import UNKNOWN_ITEM, item_index
+    from vista import items
+
+    assert items.UNKNOWN_CATEGORY == UNKNOWN_CATEGORY
+    assert item_index(np.array([items.UNKNOWN_CATEGORY]), 1024)[0] == UNKNOWN_ITEM
+
+
+def test_latest_category_per_item_whatever_the_row_order():
+    from vista.items import ItemCatalog, latest_per_item
+
+    items = np.array([5, 7, 5, 9, 7, 5])
+    categories = np.array([1, 2, 3, 4, 6, 8])
+    stamps = np.array([10, 10, 30, 5, 10, 20])  # item 7: two rows at one time
+    for order in (np.arange(6), np.arange(6)[::-1], np.array([3, 1, 5, 0, 4, 2])):
+        ids, cats, _ = latest_per_item(items[order], categories[order], stamps[order])
+        assert (ids.tolist(), cats.tolist()) == ([5, 7, 9], [3, 6, 4])
+    catalog = ItemCatalog(*latest_per_item(items, categories, stamps)[:2])
+    found, known = catalog.categories_of(np.array([9, 1, 5, 100]))
+    assert (found.tolist(), known.tolist()) == ([4, -1, 3, -1], [True, False, True, False])
+    empty, none = ItemCatalog.empty().categories_of(np.array([5]))
+    assert (empty.tolist(), none.tolist()) == ([-1], [False])
+
+
 # the largest answer any bad request may get: bounded whatever the body's size
 ANSWER_LIMIT = 8 * 1024
 

@@ -224,9 +224,16 @@ def training_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return checked[[c for c in checked.columns if checked[c].dtype != object or c == "split"]]
 
 
-def summary_coverage_problem(frame: pd.DataFrame, min_summary_coverage: float) -> str | None:
+def summary_coverage_problem(
+    frame: pd.DataFrame,
+    min_summary_coverage: float,
+    as_of: pd.Timestamp | None = None,
+    ttl_days: int | None = None,
+) -> str | None:
     """One line when the coverage is below the setting: what was found, the setting, and
-    the value this data needs (``frame`` from ``training_frame``)."""
+    the values this data needs (``frame`` from ``training_frame``): a lower coverage
+    setting, or (given the snapshot ``as_of``) the features.ttl_days that reaches every
+    impression still without a summary."""
     joined = frame["summary_joined"].dropna()
     if joined.empty or joined.mean() >= min_summary_coverage:
         return None
@@ -236,13 +243,30 @@ def summary_coverage_problem(frame: pd.DataFrame, min_summary_coverage: float) -
         frame.dropna(subset=["summary_joined"]).groupby("split")["summary_joined"]
     ) if "split" in frame else ""  # fmt: skip
     needed = np.floor(coverage * 1000) / 1000
+    nearer = "an as_of just before them, a longer features.ttl_days"
+    ttl = ttl_needed(frame, as_of)
+    if ttl is not None and (ttl_days is None or ttl > ttl_days):
+        nearer = (f"an as_of just before them, or features.ttl_days >= {ttl}, which reaches "
+                  "the last of them without one from the snapshot")  # fmt: skip
     return (
         f"training set: {coverage:.1%} of the {len(joined)} impressions of users with a history "
         f"have a summary ({parts}; point-in-time join within features.ttl_days), below "
         f"features.min_summary_coverage={min_summary_coverage}: this data needs "
         f"features.min_summary_coverage <= {needed:g}, or summaries nearer the impressions "
-        "(an as_of just before them, a longer features.ttl_days)"
+        f"({nearer})"
     )
+
+
+def ttl_needed(frame: pd.DataFrame, as_of: pd.Timestamp | None) -> int | None:
+    """Whole days from the snapshot to the latest impression of a user with a history that
+    found no summary (None when there is none, or no snapshot is given)."""
+    if as_of is None or "event_timestamp" not in frame:
+        return None
+    missed = frame.loc[frame["summary_joined"] == 0, "event_timestamp"]
+    if missed.empty:
+        return None
+    late = pd.Timestamp(missed.max()) - pd.Timestamp(as_of)
+    return max(1, int(np.ceil(late / pd.Timedelta(days=1))))
 
 
 def summary_drift_suite(max_relative_change: float) -> SuiteSpec:

@@ -45,7 +45,7 @@ def airflow_environment(cfg: VistaConfig) -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": str(cfg.airflow.parallelism),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(cfg),
         **{_variable(section, key): cfg.airflow.listen_host for section, key in LISTENERS},
-        "VISTA_PROFILE": cfg.profile,
+        "VISTA_PROFILE": cfg.profile_ref,
         "VISTA_INGEST_SCHEDULE": os.environ.get("VISTA_INGEST_SCHEDULE", "none"),
         # the state and lake folders travel to the tasks with the profile
         "VISTA__PATHS__STATE": str(cfg.paths.state),

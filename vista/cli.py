@@ -64,7 +64,12 @@ def _global_options(
 
 Profile = Annotated[
     str | None,
-    typer.Option("--profile", "-p", help="conf/<profile>.yaml (default $VISTA_PROFILE or local)"),
+    typer.Option(
+        "--profile",
+        "-p",
+        help="a name in conf/ or the path of a profile file (a .yaml anywhere; `vista "
+        "init-profile` writes one); default $VISTA_PROFILE or local",
+    ),
 ]
 Host = Annotated[
     str, typer.Option(help="address to listen on (0.0.0.0 to reach it from elsewhere)")
@@ -427,8 +432,9 @@ def serve(
     port: Annotated[int, typer.Option(help="port of the scoring service")] = 8000,
     host: Host = "127.0.0.1",
 ) -> None:
-    """Online scoring: POST /score {user_id, candidates: [{item_id, category}]} scores the
-    candidates with the current ranker from the user's summary in the online store;
+    """Online scoring: POST /score {user_id, candidates: [{item_id}]} scores the candidates
+    with the current ranker from the user's summary in the online store (categories looked
+    up in the lake's items unless a candidate carries one);
     GET /health; API docs at /docs and /redoc (served offline). Listens on loopback
     unless --host says otherwise; bodies over serving.max_body_bytes get 413."""
     import uvicorn
@@ -498,6 +504,35 @@ def env(profile: Profile = None) -> None:
 
     for key, value in feast_environment(_config(profile)).items():
         typer.echo(f"export {key}={value}")
+
+
+@app.command("init-profile")
+def init_profile(
+    events_file: Annotated[Path, typer.Argument(help="one events file (CSV, JSON lines, Parquet)")],
+    out: Annotated[
+        Path | None, typer.Option(help="the profile to write (default ./<file name>.yaml)")
+    ] = None,
+    file_format: Annotated[
+        str | None,
+        typer.Option("--format", help="csv, jsonl or parquet (default: from the file's name)"),
+    ] = None,
+    separator: Annotated[
+        str | None, typer.Option(help="CSV separator (default: the one the first lines share)")
+    ] = None,
+    sample_rows: Annotated[int, typer.Option(help="rows profiled (a uniform sample)")] = 200_000,
+    force: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Propose a profile for your own events from a sample of the file: the column
+    mapping, timestamp unit, label rule and a cutoff date (or a per-user split); check it
+    through the loader and write it, commented, for review. Use it with --profile PATH."""
+    from vista.init_profile import InitProfileError, init_profile
+
+    if file_format not in (None, "csv", "jsonl", "parquet"):
+        raise InitProfileError(f"--format {file_format!r}: use csv, jsonl or parquet")
+    if sample_rows < 100:
+        raise InitProfileError(f"--sample-rows {sample_rows}: profile at least 100 rows")
+    result = init_profile(events_file, out, file_format, separator, sample_rows, force)
+    typer.echo("\n".join(result.lines()))
 
 
 @app.command("config")

@@ -1,8 +1,9 @@
 """The one place configuration lives.
 
-A profile is a YAML file in ``conf/``; every profile other than ``local`` is laid
-over ``local.yaml``, and environment variables ``VISTA__<SECTION>__<FIELD>`` are laid
-over that. The result is validated here, before any work starts, so a bad value
+A profile is a YAML file: a name for one in ``conf/``, or the path of one anywhere
+(``path/to/mine.yaml``: data of one's own without editing the repo). Every profile other
+than ``local`` is laid over ``conf/local.yaml``, and environment variables
+``VISTA__<SECTION>__<FIELD>`` are laid over that. The result is validated here, before any work starts, so a bad value
 fails with the field's dotted name and its allowed range.
 """
 
@@ -30,6 +31,11 @@ from pydantic import (
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
 ENV_PREFIX = "VISTA__"
+
+
+# the longest span in days any setting may hold: a sanity bound (a century), not a policy;
+# real data sets span decades, and the data-dependent checks say what one needs
+MAX_DAYS = 36_500
 
 
 class ConfigError(ValueError):
@@ -333,7 +339,9 @@ class RankerConfig(_Section):
     weight_decay: Annotated[float, Field(ge=0, le=10.0)] = 1e-2
     validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
     dim: Annotated[int, Field(ge=4, le=4096)] = 32
-    eval_days: Annotated[int, Field(ge=1, le=365)] = 1
+    # impression days (days with impressions) evaluated: data spanning years may need more
+    # than a year of them (pipeline.windows_problem says how many a data set allows)
+    eval_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 1
     seed: Annotated[int, Field(ge=0)] = 0
     # the evaluation (`vista report`): which rankers, each trained with this many seeds
     variants: list[Literal["vista", "din_last100", "sim_category", "full_attention", "blind"]] = [
@@ -398,9 +406,11 @@ class EvaluationConfig(_Section):
 
 
 class FeaturesConfig(_Section):
-    materialize_days: Annotated[int, Field(ge=1, le=3650)] = 30
-    # a summary older than this is not joined or served: the refresh cadence must beat it
-    ttl_days: Annotated[int, Field(ge=1, le=3650)] = 14
+    materialize_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 30
+    # a summary older than this is not joined or served: the refresh cadence must beat it.
+    # With a fixed data set it must reach from the snapshot to the last impression, which
+    # for decades of data is more than ten years (the training run's error says how many)
+    ttl_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 14
     # how summary tokens are stored: int8 + per-token scale (4x smaller than float32),
     # bf16 (2x), or float32 (lossless); see vista/summary_codec.py
     summary_codec: Literal["int8", "bf16", "float32"] = "int8"
@@ -552,7 +562,8 @@ class SourceConfig(_Section):
     separator: str = ","
     # platform column -> file column; needs user_id, item_id, timestamp
     columns: dict[str, str]
-    timestamp_unit: Literal["s", "ms", "us", "iso"] = "s"
+    # epoch seconds, milliseconds, microseconds or nanoseconds, or ISO 8601 text
+    timestamp_unit: Literal["s", "ms", "us", "ns", "iso"] = "s"
     # allowed event types when event_type is mapped (default: view, click, purchase)
     event_types: list[str] | None = None
     # an event later than the ingest time plus this is quarantined as future_timestamp
@@ -593,7 +604,7 @@ class SourceConfig(_Section):
     short_users: Literal["history", "cold_start"] = "history"
     # per_user: days from the snapshot over which each user's held-out events are spread
     # in order; the last ranker.eval_days of them are the evaluation days
-    per_user_days: Annotated[int, Field(ge=2, le=365)] = 4
+    per_user_days: Annotated[int, Field(ge=2, le=MAX_DAYS)] = 4
 
     @model_validator(mode="after")
     def _mapping_complete(self) -> SourceConfig:
@@ -626,6 +637,8 @@ class SourceConfig(_Section):
 
 class VistaConfig(_Section):
     profile: str = "local"
+    # the profile's file when --profile named one by path (absolute); None for conf/ names
+    profile_file: Path | None = None
     paths: PathsConfig = PathsConfig()
     spark: SparkConfig = SparkConfig()
     generator: GeneratorConfig = GeneratorConfig()
@@ -664,6 +677,12 @@ class VistaConfig(_Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    @property
+    def profile_ref(self) -> str:
+        """What loads this profile again elsewhere (an Airflow task, a subprocess): its
+        file's absolute path, or its name in conf/."""
+        return str(self.profile_file) if self.profile_file is not None else self.profile
+
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
@@ -675,8 +694,10 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, named: bool = True) -> dict[str, Any]:
     if not path.exists():
+        if not named:
+            raise ConfigError(f"profile file {path} does not exist")
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ConfigError(f"profile file {path} does not exist (known profiles: {known})")
     try:
@@ -686,6 +707,29 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def is_profile_file(profile: str) -> bool:
+    """A --profile value names a file (anywhere) rather than conf/<name>.yaml."""
+    separators = {"/", os.sep, *([os.altsep] if os.altsep else [])}
+    return profile.endswith((".yaml", ".yml")) or any(s in profile for s in separators)
+
+
+# the path-valued settings a profile file may give relative to its own folder
+_FILE_PATHS = (("paths", "state"), ("paths", "lake"), ("paths", "reports"),
+               ("source", "events_path"), ("source", "items_path"))  # fmt: skip
+
+
+def _relative_to(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A profile file's relative paths taken from its own folder, so that the file and
+    the data beside it can live anywhere (conf/ profiles stay relative to the repo)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for section, key in _FILE_PATHS:
+        part = out.get(section)
+        value = part.get(key) if isinstance(part, dict) else None
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+            part[key] = str(folder / value)
+    return out
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
@@ -738,13 +782,23 @@ def load_config(
     conf_dir: Path = CONF_DIR,
     environ: dict[str, str] | None = None,
 ) -> VistaConfig:
-    """Load a profile (default: $VISTA_PROFILE or ``local``), then env, then ``overrides``."""
+    """Load a profile (default: $VISTA_PROFILE or ``local``), then env, then ``overrides``.
+
+    ``profile`` is a name in ``conf_dir`` or, when it ends in .yaml/.yml or holds a path
+    separator, a profile file anywhere: laid over local.yaml the same way, its relative
+    paths taken from its own folder, and recorded under its file's stem."""
     environ = dict(os.environ if environ is None else environ)
     profile = profile or environ.get("VISTA_PROFILE", "local")
     data = _read_yaml(conf_dir / "local.yaml")
-    if profile != "local":
+    profile_file = None
+    if is_profile_file(profile):
+        profile_file = Path(profile).expanduser().resolve()
+        own = _relative_to(_read_yaml(profile_file, named=False), profile_file.parent)
+        data, profile = _deep_merge(data, own), profile_file.stem
+    elif profile != "local":
         data = _deep_merge(data, _read_yaml(conf_dir / f"{profile}.yaml"))
     data = _deep_merge(data, _env_overrides(environ))
     data = _deep_merge(data, overrides or {})
     data["profile"] = profile
+    data["profile_file"] = profile_file
     return build_config(data, root=conf_dir.parent)

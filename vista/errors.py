@@ -53,6 +53,11 @@ def _table_fix(message: str) -> str:
 def _config_fix(message: str) -> str | None:
     if "does not exist (known profiles" in message:
         return "pick one with --profile or $VISTA_PROFILE"
+    if message.startswith("profile file") and message.endswith("does not exist"):
+        return (
+            "give --profile (or $VISTA_PROFILE) the path of an existing .yaml file (`vista "
+            "init-profile EVENTS_FILE` writes one) or the name of a profile in conf/"
+        )
     return CONFIG_FIX
 
 

@@ -43,8 +43,9 @@ DEFAULT_ARGS = {
 # name -> (default, JSON-schema type, description); every knob a run takes
 PARAM_SPECS: dict[str, tuple[Any, Any, str]] = {
     "profile": (None, ["null", "string"],
-                "configuration profile, a file conf/<name>.yaml; default: $VISTA_PROFILE, "
-                "else the profile of the asset event that triggered the run, else local"),
+                "configuration profile: a name in conf/ or a .yaml file's path; default: "
+                "$VISTA_PROFILE, else the profile of the asset event that triggered the run, "
+                "else local"),
     "as_of": (None, ["null", "string"],
               "snapshot date (YYYY-MM-DD); default: the triggering asset event's as_of, "
               "else the run's logical date, else the data's cutoff"),
@@ -164,6 +165,6 @@ def announce(name: str, result: dict | None = None) -> None:
     figures = {k: v for k, v in (result or {}).items() if isinstance(v, int | float | str)}
     context["outlet_events"][asset(name)].extra = {
         "as_of": as_of.date().isoformat(),
-        "profile": cfg.profile,
+        "profile": cfg.profile_ref,
         **{k: figures[k] for k in sorted(figures)[:12]},
     }

@@ -1036,7 +1036,7 @@ def validate_training_set(
     try:
         outcome = run_suite(suite, checked, report_dir(cfg, as_of)).to_dict()
     except DataQualityError as exc:
-        problem = summary_coverage_problem(checked, minimum)
+        problem = summary_coverage_problem(checked, minimum, as_of, cfg.features.ttl_days)
         if problem is None:
             raise
         raise DataQualityError(f"{problem}\n{exc}") from None

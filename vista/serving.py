@@ -20,6 +20,12 @@ Three answers a client must be able to rely on:
   as ``serving.stale_summaries`` says (cold start by default), and /health counts these
   too: they mean summaries stopped being refreshed.
 
+A candidate needs only its item id: its category (the one other item attribute the
+ranker reads) is looked up in the items the lake holds (vista/items.py), read when the
+service starts. A candidate that carries a category is scored with it, as before; one
+whose item the lake does not hold is scored with the unknown category (the ranker's
+unknown row), counted in the answer (``unknown_items``) and in /health.
+
 Requests are untrusted (vista/http_input.py): a body over ``serving.max_body_bytes`` gets
 413; any other body that is not a valid request gets 422 naming the failing field's
 location, never echoing the input; parsing, validation and scoring run in a worker thread,
@@ -45,6 +51,7 @@ from starlette.requests import Request
 
 from vista import http_input
 from vista.config import ServingConfig, VistaConfig
+from vista.items import ItemCatalog
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +67,12 @@ class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_id: Annotated[Id, Field(description="the candidate item's id (0 <= id < 2**63)")]
-    category: Annotated[Id, Field(description="the candidate item's category id")]
+    category: Annotated[
+        Id | None,
+        Field(description="the item's category id; left out (or null), the service looks "
+              "it up in the items the lake holds, and an item it does not hold is scored "
+              "with the unknown category"),
+    ] = None  # fmt: skip
 
 
 class ScoreRequest(BaseModel):
@@ -81,6 +93,8 @@ class ScoreResponse(BaseModel):
     scores: list[float]
     summary_status: SummaryStatus
     history_length: int | None
+    # candidates without a category whose item the lake does not hold: scored as unknown
+    unknown_items: int
     ranker: str
     summarizer_version: str
 
@@ -194,14 +208,37 @@ class ScoringService:
         ttl: dt.timedelta = dt.timedelta(days=14),
         stale: StalePolicy = "cold_start",
         clock: Callable[[], dt.datetime] = utc_now,
+        catalog: ItemCatalog | None = None,
     ) -> None:
         self.scorer = scorer
         self.summaries = summaries
         self.ttl = ttl
         self.stale = stale
         self.clock = clock
+        self.catalog = catalog if catalog is not None else ItemCatalog.empty()
         self.counts: Counter[str] = Counter()
+        self.item_counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+
+    def candidate_categories(self, request: ScoreRequest) -> tuple[np.ndarray, np.ndarray, int]:
+        """(item ids, categories, how many items were unknown): each candidate's own
+        category, else its item's in the catalog, else the unknown category."""
+        n = len(request.candidates)
+        items = np.fromiter((c.item_id for c in request.candidates), np.int64, n)
+        missing = np.fromiter((c.category is None for c in request.candidates), bool, n)
+        categories = np.fromiter((c.category or 0 for c in request.candidates), np.int64, n)
+        if not missing.any():
+            return items, categories, 0
+        found, known = self.catalog.categories_of(items[missing])
+        categories[missing] = found
+        unknown = int((~known).sum())
+        with self._lock:
+            self.item_counts["looked_up"] += int(missing.sum())
+            self.item_counts["unknown"] += unknown
+        if unknown:
+            log.info("user %s: %d candidate item(s) not in the lake's items: scored as unknown",
+                     request.user_id, unknown)  # fmt: skip
+        return items, categories, unknown
 
     def score(self, request: ScoreRequest) -> ScoreResponse:
         found = self.summaries.fetch(request.user_id)
@@ -219,8 +256,7 @@ class ScoringService:
                 "scored from it" if self.stale == "score" else "cold start",
             )  # fmt: skip
         from_summary = scored_from_summary(status, self.stale)
-        items = np.fromiter((c.item_id for c in request.candidates), np.int64)
-        categories = np.fromiter((c.category for c in request.candidates), np.int64)
+        items, categories, unknown = self.candidate_categories(request)
         probs = self.scorer.score(found.tokens if from_summary else None, items, categories)
         with self._lock:
             self.counts[status] += 1
@@ -230,6 +266,7 @@ class ScoringService:
             scores=probs.astype(float).tolist(),
             summary_status=status,
             history_length=found.history_length if from_summary else None,
+            unknown_items=unknown,
             ranker=self.scorer.metadata["name"],
             summarizer_version=self.scorer.summarizer_version,
         )
@@ -237,6 +274,14 @@ class ScoringService:
     def answer_counts(self) -> dict[str, int]:
         with self._lock:  # a copy while a worker thread may be adding a status
             return dict(self.counts)
+
+    def item_lookups(self) -> dict[str, int]:
+        """The catalog's size, candidates whose category was looked up, and those of
+        them whose item the lake does not hold (scored as unknown)."""
+        with self._lock:
+            return {"items_known": len(self.catalog),
+                    "candidates_looked_up": self.item_counts["looked_up"],
+                    "unknown_items": self.item_counts["unknown"]}  # fmt: skip
 
 
 def freeze_startup_heap() -> None:
@@ -251,20 +296,24 @@ def freeze_startup_heap() -> None:
 
 
 def load_service(cfg: VistaConfig, clock: Callable[[], dt.datetime] = utc_now) -> ScoringService:
-    """The current ranker and the configured online store; fails at start-up, not at
-    the first request, when either is missing."""
+    """The current ranker, the configured online store and the lake's items; fails at
+    start-up, not at the first request, when any is missing."""
     from pathlib import Path
 
     from models.ranker import load_ranker
     from vista import features
+    from vista.items import read_item_catalog
     from vista.pipeline import current_ranker
 
     pointer = current_ranker(cfg)
     model, metadata = load_ranker(Path(pointer["path"]))
     store = features.feature_store(cfg)
+    catalog = read_item_catalog(cfg)
+    log.info("item catalog: %d items from the lake's events and impressions", len(catalog))
     return ScoringService(RankerScorer(model, metadata), OnlineSummaries(store),
                           ttl=dt.timedelta(days=cfg.features.ttl_days),
-                          stale=cfg.serving.stale_summaries, clock=clock)  # fmt: skip
+                          stale=cfg.serving.stale_summaries, clock=clock,
+                          catalog=catalog)  # fmt: skip
 
 
 def _inline_defs(schema: Any, defs: dict[str, Any]) -> Any:
@@ -382,6 +431,7 @@ def create_app(service: ScoringService, settings: ServingConfig | None = None):
             "stale_summaries": service.stale,
             "uptime_s": round(time.time() - started, 1),
             "answers_by_summary_status": service.answer_counts(),
+            **service.item_lookups(),
         }
 
     return app
