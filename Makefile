@@ -21,7 +21,7 @@ export DO_NOT_TRACK := 1
 .PHONY: help install run run-movielens report report-counts report-movielens report-movielens-per-user report-repeat ablate probe test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres chromium airflow-postgres airflow-postgres-stop clean clean-state lock
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{gsub(/\$$\$$/, "$$", $$2); printf "  make %-25s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
