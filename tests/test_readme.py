@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import os
 import re
@@ -49,6 +50,7 @@ from tests.readme_blocks import (
     Simple,
     blocks,
     commands,
+    headings,
     options,
     simple_commands,
     spans,
@@ -57,6 +59,7 @@ from vista import pipeline
 from vista.cli import app
 from vista.config import CONF_DIR, PROJECT_ROOT
 from vista.ports import free_port
+from vista.provenance import RESULTS_DIR
 
 README = PROJECT_ROOT / "README.md"
 BIN = Path(sys.executable).parent
@@ -540,6 +543,30 @@ def test_every_shown_command_and_make_target_is_run_here_or_by_a_named_test():
             assert program(argv[0]) == "vista", f"make {target}: {argv} needs MAKE_RUN_BY"
             assert argv[1] in VISTA_RUN_BY, (target, argv)
     assert set(MAKE_RUN_BY) | set(MAKE_DRY_RUN_ONLY) <= set(make_targets())
+
+
+def test_each_user_section_quotes_its_tests_wall_times_from_the_results():
+    """The sentences are bench/test_wall_times.py's rendering of its committed records,
+    each between results markers under its user's heading (tests/test_readme_results.py
+    checks the README holds them as rendered)."""
+    spec = importlib.util.spec_from_file_location("test_wall_times",
+                                                  PROJECT_ROOT / "bench" / "test_wall_times.py")  # fmt: skip
+    times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(times)
+    recorded = times.recorded_suites()
+    assert set(recorded) == set(times.SUITES)
+    text = readme()
+    under = headings(text)
+    for user in times.USERS:
+        name = f"test_times-{user}"
+        quoted = json.loads((RESULTS_DIR / f"{name}.json").read_text())["suites"]
+        assert (RESULTS_DIR / f"{name}.md").read_text() == times.render(user, quoted)
+        assert quoted == {suite: recorded[suite] for suite, _ in times.USERS[user]}
+        line = text[: text.index(f"<!-- results:{name} -->")].count("\n")
+        assert under[line].lower().startswith(user.replace("-", " ")), (user, under[line])
+    assert times.duration(432) == "7 min 12 s"
+    assert times.counts("3 passed, 1 skipped, 8 deselected in 9.1s") == {
+        "passed": 3, "failed": 0, "errors": 0, "skipped": 1}  # fmt: skip
 
 
 # ------------------------------------------------------------------ run as written

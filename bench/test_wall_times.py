@@ -1,0 +1,149 @@
+"""Wall time of the tests that walk each user's path, quoted in the README's user sections.
+
+Runs each suite's test file with pytest in its own process (quick and slow tests alike,
+as `make test` runs them; session fixtures such as the tiny pipeline built inside it),
+and records the wall time, the tests passed, the load average at the start and the
+machine and commit. A run with a failure, an error or a skip records nothing. Suites not
+named on the command line keep their last record. Each user's sentence is rendered into
+docs/results/test_times-<user>.md, which bench/readme_results.py puts into the README,
+beside test_times-<user>.json: the records it quotes (and, on top, the latest one's
+machine and commit).
+
+    .venv/bin/python bench/test_wall_times.py                  # every suite below
+    .venv/bin/python bench/test_wall_times.py readme           # only these, others kept
+    .venv/bin/python bench/test_wall_times.py --render         # rewrite the .md files only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vista.provenance import RESULTS_DIR, provenance  # noqa: E402
+
+SUITES = {
+    "readme": "tests/test_readme.py",
+    "browser": "tests/test_browser.py",
+    "offline_docs": "tests/test_offline_docs.py",
+}
+# each user section of the README: (suite, what it does for that user)
+USERS = {
+    "data-engineer": [
+        ("readme", "runs this section's commands as written on the tiny profile (`vista "
+         "generate` set by environment, the quarantine block) and checks the others "
+         "against `vista --help`, `make -n` and the tests it names"),
+        ("browser", "walks the Airflow UI in Chromium, the pipeline run twice"),
+    ],
+    "ranking-modeler": [
+        ("readme", "runs the Feast SDK snippet on the tiny pipeline's features, `vista "
+         "init-profile`, `generate -p` and `run -p` on a small click log, the feast CLI "
+         "through `vista env`, and `vista online`"),
+    ],
+    "service-owner": [
+        ("readme", "starts `vista serve` on the tiny pipeline and runs the curl line"),
+        ("browser", "scores the /docs example with Try it out"),
+    ],
+    "reviewer": [
+        ("offline_docs", "renders the Data Docs and reads them in Chromium with the "
+         "network off"),
+    ],
+}  # fmt: skip
+
+
+def duration(seconds: float) -> str:
+    """7 min 12 s; 11 s."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def counts(summary: str) -> dict[str, int]:
+    """pytest's last line (`3 passed, 1 skipped, 8 deselected in 9.1s`) as numbers."""
+    found = dict.fromkeys(("passed", "failed", "errors", "skipped"), 0)
+    for number, word in re.findall(r"(\d+) (passed|failed|errors?|skipped)", summary):
+        found["errors" if word.startswith("error") else word] = int(number)
+    return found
+
+
+def measure(suite: str) -> dict:
+    path = SUITES[suite]
+    command = [sys.executable, "-m", "pytest", path, "-q", "-p", "no:cacheprovider"]
+    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false", "FEAST_USAGE": "False",
+           "DO_NOT_TRACK": "1", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    load = os.getloadavg()[0]  # other work on the machine slows the run
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    found = counts(tail)
+    bad = found["failed"] + found["errors"] + found["skipped"]
+    if done.returncode != 0 or found["passed"] == 0 or bad:
+        sys.stdout.write(done.stdout[-5000:] + done.stderr[-3000:])
+        raise SystemExit(f"{path}: not all tests passed ({tail!r}); nothing recorded")
+    return {"file": path, "command": f".venv/bin/pytest {path}", "wall_seconds": round(seconds, 1),
+            "passed": found["passed"], "load_average_before": round(load, 2),
+            **provenance()}  # fmt: skip
+
+
+def render(user: str, suites: dict[str, dict]) -> str:
+    """One user's sentence: each suite's wall time and where it was measured."""
+    parts = []
+    for suite, what in USERS[user]:
+        record = suites[suite]
+        parts.append(f"`{record['file']}` {what}: {duration(record['wall_seconds'])} "
+                     f"({record['passed']} test{'s' if record['passed'] > 1 else ''})")  # fmt: skip
+    records = [suites[suite] for suite, _ in USERS[user]]
+    machines = {(r["machine"]["cpus"], r["commit"][:10] + (" with uncommitted changes"
+                 if r["dirty"] else "")) for r in records}  # fmt: skip
+    where = "; ".join(f"{cpus} cores, commit {commit}" for cpus, commit in sorted(machines))
+    loads = sorted(r["load_average_before"] for r in records)
+    where += f"; load average {loads[0]:.1f}" + (f" to {loads[-1]:.1f}" if loads[-1] != loads[0]
+                                                  else "") + " at the start"  # fmt: skip
+    return (f"**Tested as written.** {'; '.join(parts)}. Wall time of the whole file, "
+            f"session fixtures included ({where}; `bench/test_wall_times.py`).\n")  # fmt: skip
+
+
+def recorded_suites() -> dict[str, dict]:
+    """Every suite's last record, from the users' files."""
+    found: dict[str, dict] = {}
+    for path in sorted(RESULTS_DIR.glob("test_times-*.json")):
+        for suite, record in json.loads(path.read_text())["suites"].items():
+            if suite not in found or record["written_at"] > found[suite]["written_at"]:
+                found[suite] = record
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suites", nargs="*", help=f"of {', '.join(SUITES)} (default: all)")
+    parser.add_argument("--render", action="store_true", help="only rewrite the .md files")
+    args = parser.parse_args()
+    if unknown := set(args.suites) - set(SUITES):
+        parser.error(f"unknown suite(s) {', '.join(sorted(unknown))}: use {', '.join(SUITES)}")
+    recorded = recorded_suites()
+    if not args.render:
+        for suite in args.suites or SUITES:
+            recorded[suite] = measure(suite)
+            print(f"{SUITES[suite]}: {duration(recorded[suite]['wall_seconds'])}, "
+                  f"{recorded[suite]['passed']} passed")  # fmt: skip
+    for user in USERS:
+        (RESULTS_DIR / f"test_times-{user}.md").write_text(render(user, recorded))
+        records = {suite: recorded[suite] for suite, _ in USERS[user]}
+        latest = max(records.values(), key=lambda r: r["written_at"])
+        top = {k: latest[k] for k in ("machine", "commit", "dirty", "written_at")}
+        text = json.dumps({"suites": records, **top}, indent=2) + "\n"
+        (RESULTS_DIR / f"test_times-{user}.json").write_text(text)
+    print(f"{len(USERS)} user sections written; then: .venv/bin/python bench/readme_results.py")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
