@@ -1,7 +1,7 @@
 """Model quality on a generated world, without Spark, Delta or Feast: the fast loop in
 which each summarizer or ranker change is justified by an ablation.
 
-The same code the pipeline runs (datasets.synthetic, models.train_summarizer,
+The same code the pipeline runs (sources.synthetic, models.train_summarizer,
 spark_jobs.summarize.summary_tokens, the int8 summary codec, models.ranker) on the
 same split (the last impression day evaluates), with histories and raw-history features
 built in memory. Each arm trains a summarizer (if it has a VISTA variant) and its
@@ -34,11 +34,11 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from datasets.loaders import load_events, split_source
-from datasets.synthetic import ORACLE_COLUMNS, generate
 from models.evaluation import BUCKET_LABELS, normalized_entropy, paired_comparison_by_bucket
 from models.ranker import score, train_ranker
 from models.train_summarizer import train_summarizer
+from sources.loaders import load_events, split_source
+from sources.synthetic import ORACLE_COLUMNS, generate
 from spark_jobs.summarize import summary_tokens
 from vista.config import VistaConfig, load_config
 from vista.evaluation import ranker_spec

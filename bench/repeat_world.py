@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from datasets.synthetic import generate
+from sources.synthetic import generate
 from vista.config import load_config
 
 OUT = Path(".state/data/repeat-world/events.csv")

@@ -33,8 +33,8 @@ def prepare_root(root: Path, dates: list[str]) -> None:
     earlier events for the first date); a frozen summarizer with random weights."""
     import pandas as pd
 
-    from datasets.synthetic import generate
     from models.summarizer import build_summarizer, save_checkpoint
+    from sources.synthetic import generate
     from vista import pipeline
 
     cfg = workload_config(root)

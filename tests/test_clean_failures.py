@@ -154,7 +154,7 @@ def test_known_library_errors_are_told_apart_by_name_without_importing_them():
     class SourceError(ValueError):
         pass
 
-    SourceError.__module__, SourceError.__qualname__ = "datasets.ingest", "SourceError"
+    SourceError.__module__, SourceError.__qualname__ = "sources.ingest", "SourceError"
     assert errors.is_expected(SourceError("no events files at x"))
     assert not errors.is_expected(ValueError("no events files at x"))
     assert errors.is_expected(errors.MissingStateError("gone"))

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from datasets.ingest import REASONS, SourceError
+from sources.ingest import REASONS, SourceError
 from spark_jobs import lake
 from tests.conftest import tiny_config
 from vista import pipeline

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datasets.ingest import REASONS, dedupe
-from datasets.loaders import prepare_file
+from sources.ingest import REASONS, dedupe
+from sources.loaders import prepare_file
 from spark_jobs import lake
 from tests.bad_files import CASES, COLUMNS, HEADER, START, BadFile
 from tests.conftest import tiny_config

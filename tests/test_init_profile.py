@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from datasets.loaders import load_events, split_source
+from sources.loaders import load_events, split_source
 from spark_jobs import lake
 from vista.cli import app
 from vista.config import PROJECT_ROOT, load_config

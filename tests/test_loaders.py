@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from datasets.loaders import SourceError, load_events, split_tables, stable_category
+from sources.loaders import SourceError, load_events, split_tables, stable_category
 from vista.config import ConfigError, SourceConfig, load_config
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datasets.ingest import SourceError
-from datasets.loaders import load_events, split_source, split_tables
+from sources.ingest import SourceError
+from sources.loaders import load_events, split_source, split_tables
 from spark_jobs import lake
 from tests.conftest import tiny_config
 from vista import pipeline

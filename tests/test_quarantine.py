@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from datasets.synthetic import EVENTS_SCHEMA
+from sources.synthetic import EVENTS_SCHEMA
 from spark_jobs import lake
 from tests.bad_files import COLUMNS, GOOD, HEADER, START, csv_bytes
 from tests.conftest import tiny_config
@@ -153,14 +153,14 @@ def test_header_of_export_is_the_quarantine_schema(tmp_path):
     cfg = config(tmp_path, path)
     pipeline.ingest_source(cfg, D1)
     frame = pd.read_csv(q.export_csv(q.rows(cfg), tmp_path / "q.csv"))
-    from datasets.ingest import QUARANTINE_SCHEMA
+    from sources.ingest import QUARANTINE_SCHEMA
 
     assert list(frame.columns) == QUARANTINE_SCHEMA.names
 
 
 def test_a_quarantine_table_of_the_older_schema_gains_the_delivery_columns(tmp_path):
     """Tables written before file_key and ingest_run keep their rows; new rows add them."""
-    from datasets.ingest import QUARANTINE_SCHEMA
+    from sources.ingest import QUARANTINE_SCHEMA
 
     old_schema = pa.schema([f for f in QUARANTINE_SCHEMA if f.name not in ("file_key",
                                                                           "ingest_run")])  # fmt: skip

@@ -190,8 +190,8 @@ def test_an_unknown_item_is_scored_as_unknown_and_counted(served):
 
 
 def test_unknown_category_is_the_lakes_and_the_rankers_unknown():
-    from datasets.loaders import UNKNOWN_CATEGORY
     from models.summarizer import UNKNOWN_ITEM, item_index
+    from sources.loaders import UNKNOWN_CATEGORY
     from vista import items
 
     assert items.UNKNOWN_CATEGORY == UNKNOWN_CATEGORY

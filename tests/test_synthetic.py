@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
-from datasets.synthetic import build_world, generate, oracle_probability
+from sources.synthetic import build_world, generate, oracle_probability
 from vista.config import GeneratorConfig
 
 

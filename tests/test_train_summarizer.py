@@ -1,8 +1,8 @@
 import numpy as np
 import pyarrow as pa
 
-from datasets.synthetic import generate
 from models.train_summarizer import train_summarizer
+from sources.synthetic import generate
 from vista.config import GeneratorConfig, SummarizerConfig
 
 

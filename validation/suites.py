@@ -13,7 +13,7 @@ import great_expectations as gx
 import numpy as np
 import pandas as pd
 
-from datasets.synthetic import EVENT_TYPES
+from sources.synthetic import EVENT_TYPES
 
 # an L2 norm above this per token means the summarizer blew up
 MAX_TOKEN_NORM = 1e3

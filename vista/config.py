@@ -139,7 +139,7 @@ class SparkConfig(_Section):
 
 
 class LifelongWorldConfig(_Section):
-    """The ``lifelong`` regime's knobs (datasets/synthetic.py, docs/WORLDS.md). Every
+    """The ``lifelong`` regime's knobs (sources/synthetic.py, docs/WORLDS.md). Every
     component of the oracle's logit has a weight here; 0 switches it off. These values
     were fixed, and written down in docs/WORLDS.md, before any model was judged on them."""
 
@@ -586,12 +586,12 @@ class SourceConfig(_Section):
     # The snapshot date (the default as_of). global: events before it are the history,
     # events at or after it the labelled impressions (required). per_user: the held-out
     # events are laid on the days from this date on; null (the default there): the day
-    # after the last event that stays history (datasets/loaders.py says why)
+    # after the last event that stays history (sources/loaders.py says why)
     cutoff_date: dt.date | None = None
     # global: one cutoff date for everyone. per_user: the last per_user_share of each
     # user's events are that user's impressions, for data whose users are active in
     # different years (a global cutoff leaves most of them without history or without
-    # impressions). Trade-offs: datasets/loaders.py, conf/movielens-per-user.yaml
+    # impressions). Trade-offs: sources/loaders.py, conf/movielens-per-user.yaml
     split: Literal["global", "per_user"] = "global"
     # per_user: share of each user's events held out (rounded to whole timestamps, at
     # least one event; the user keeps at least one timestamp of history)

@@ -71,7 +71,7 @@ KNOWN: dict[str, Callable[[str], str | None]] = {
     "vista.config.ConfigError": _config_fix,
     # a bare pydantic error is a settings object built outside load_config
     "pydantic_core._pydantic_core.ValidationError": lambda m: CONFIG_FIX,
-    "datasets.ingest.SourceError": _unless("source.", SOURCE_FIX),
+    "sources.ingest.SourceError": _unless("source.", SOURCE_FIX),
     "validation.checkpoints.DataQualityError": lambda m: (
         "correct those rows where they come from (the profile's source, or `vista generate "
         "--force` for synthetic data), then rerun the step"

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from vista.config import VistaConfig
 
-# the lake's category for "none" (datasets.loaders.UNKNOWN_CATEGORY; not imported: this
+# the lake's category for "none" (sources.loaders.UNKNOWN_CATEGORY; not imported: this
 # module is on the service's import path, that one brings pandas): models.summarizer's
 # item_index maps it to the ranker's unknown row
 UNKNOWN_CATEGORY = -1

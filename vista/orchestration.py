@@ -143,7 +143,7 @@ def run_step(step: str, **kwargs) -> dict:
     from airflow.exceptions import AirflowFailException
     from airflow.sdk import get_current_context
 
-    from datasets.ingest import SourceError
+    from sources.ingest import SourceError
     from validation.checkpoints import DataQualityError
     from vista import pipeline
 

@@ -53,9 +53,9 @@ def as_of_datetime(as_of: str | dt.date | dt.datetime) -> dt.datetime:
 def default_as_of(cfg: VistaConfig) -> str:
     """The run date whose snapshot precedes the impressions: the generator's cutoff, the
     source's ``cutoff_date``, or for a per-user split without one the day after the last
-    event it keeps as history (``datasets.loaders.source_as_of`` reads the source)."""
+    event it keeps as history (``sources.loaders.source_as_of`` reads the source)."""
     if cfg.source is not None:
-        from datasets.loaders import source_as_of
+        from sources.loaders import source_as_of
 
         return source_as_of(cfg.source).isoformat()
     return cfg.generator.cutoff.date().isoformat()
@@ -146,7 +146,7 @@ def generate_data(
     from the same settings are already there), or ingested from the profile's source."""
     if cfg.source is not None:
         return ingest_source(cfg, as_of or as_of_datetime(default_as_of(cfg)), force)
-    from datasets.synthetic import EVENTS_SCHEMA, generate
+    from sources.synthetic import EVENTS_SCHEMA, generate
 
     fingerprint = json.dumps(cfg.generator.model_dump(mode="json"), sort_keys=True)
     events_path, impressions_path = cfg.paths.table(EVENTS), cfg.paths.table(IMPRESSIONS)
@@ -198,7 +198,7 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     once, so it ingests all files in one go: files arriving after the first ingest are
     refused until ``force`` re-ingests everything. Its impressions are stamped after the
     split's own snapshot date (``result["split"]["as_of"]``), whatever ``as_of`` is."""
-    from datasets.ingest import find_source_files
+    from sources.ingest import find_source_files
 
     if force:
         for name in (EVENTS, IMPRESSIONS, QUARANTINE):
@@ -250,10 +250,10 @@ def _record_empty_commit(path, schema: pa.Schema, partition_by: list[str], commi
 
 def _stored_conflicts(good: pd.DataFrame, source, events_path, impressions_path) -> pd.DataFrame:
     """Rows of ``good`` (with their ``index`` in it) that events or impressions stored by
-    an earlier ingest hold with another category or label (datasets.ingest.stored_conflicts).
+    an earlier ingest hold with another category or label (sources.ingest.stored_conflicts).
     Reads only the stored partitions of the dates the rows fall on."""
-    from datasets.ingest import DEDUPE_KEY, stored_conflicts
-    from datasets.loaders import impression_ids
+    from sources.ingest import DEDUPE_KEY, stored_conflicts
+    from sources.loaders import impression_ids
 
     rows = good.reset_index(names="index")
     found = []
@@ -291,7 +291,7 @@ def ingest_files(
     from deltalake import CommitProperties
     from deltalake.transaction import Transaction
 
-    from datasets.ingest import (
+    from sources.ingest import (
         QUARANTINE_SCHEMA,
         SourceError,
         conflict_rows,
@@ -299,8 +299,8 @@ def ingest_files(
         file_key,
         quarantine_table,
     )
-    from datasets.ingest import source_format as fmt_of
-    from datasets.loaders import (
+    from sources.ingest import source_format as fmt_of
+    from sources.loaders import (
         events_table,
         impressions_arrow,
         prepare_file,
@@ -501,7 +501,7 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     date added (found by their commits), not the whole table: a bad row already stored
     fails the run that added it, names itself and the repair, and does not stop every
     later run. The table itself must not be empty."""
-    from datasets.ingest import REASONS, allowed_event_types
+    from sources.ingest import REASONS, allowed_event_types
     from validation.checkpoints import DataQualityError, run_suite
     from validation.suites import (
         events_frame,

@@ -83,7 +83,7 @@ def evict(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     by an older version) into quarantine (reason rejected_by_suite), then delete them
     from ``events``: two commits, the quarantine one first and recorded against the
     events version, so a rerun after a crash between them adds no row twice."""
-    from datasets.ingest import allowed_event_types, quarantine_table
+    from sources.ingest import allowed_event_types, quarantine_table
     from validation.suites import events_frame, events_rejected
 
     events_path = cfg.paths.table(pipeline.EVENTS)
@@ -91,7 +91,7 @@ def evict(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     version = table.version()
     events = lake.arrow_of(table).to_pandas()
     now = dt.datetime.now(dt.UTC)
-    from datasets.synthetic import EVENT_TYPES
+    from sources.synthetic import EVENT_TYPES
 
     allowed = allowed_event_types(cfg.source) if cfg.source is not None else list(EVENT_TYPES)
     skew = cfg.source.max_clock_skew_seconds if cfg.source is not None else 0

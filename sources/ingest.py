@@ -695,7 +695,7 @@ def allowed_event_types(source: SourceConfig) -> list[str]:
     if source.event_types:
         return list(source.event_types)
     if "event_type" in source.columns:
-        from datasets.synthetic import EVENT_TYPES
+        from sources.synthetic import EVENT_TYPES
 
         return list(EVENT_TYPES)
     return [source.event_type]
@@ -745,7 +745,7 @@ def validate_rows(
         index=frame.index[ok],
     )  # fmt: skip
     if "category" in frame:
-        from datasets.loaders import stable_category
+        from sources.loaders import stable_category
 
         good["category"] = frame["category"][ok].map(stable_category).astype("int64")
     if label is not None:
