@@ -156,7 +156,7 @@ def summary(ms: np.ndarray) -> dict[str, float]:
 
 
 def machine() -> dict:
-    from vista.redis_server import find_redis_server
+    from devservers.redis_server import find_redis_server
 
     server = subprocess.run([find_redis_server(), "--version"], capture_output=True, text=True,
                             check=True).stdout.split()  # fmt: skip
@@ -174,8 +174,8 @@ def machine() -> dict:
 
 
 def run(args: argparse.Namespace, folder: Path) -> dict:
+    from devservers.redis_server import local_redis_server
     from spark_jobs import lake
-    from vista.redis_server import local_redis_server
 
     probe = bench_config(folder / "sqlite", folder / "lake", "sqlite")
     k, d = probe.summarizer.n_seeds, probe.summarizer.dim

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vista.ports import free_port
+from devservers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -251,7 +251,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         redis = None
         if args.online_store == "redis":
-            from vista.redis_server import local_redis_server
+            from devservers.redis_server import local_redis_server
 
             redis = stack.enter_context(local_redis_server(work / "redis"))
         cfg = bench_config(work, args.online_store, redis)

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake.exceptions import CommitFailedError
 
+from devservers.s3_server import CREDENTIALS, REGION, local_s3_server, storage_options
 from spark_jobs import lake
 from vista import pipeline
 from vista.config import PROJECT_ROOT, ConfigError, TableLocation, load_config
-from vista.s3_server import CREDENTIALS, REGION, local_s3_server, storage_options
 
 from .conftest import tiny_config
 
@@ -131,7 +131,7 @@ import sys
 import pyarrow as pa
 from spark_jobs import lake
 from vista.config import TableLocation
-from vista.s3_server import storage_options
+from devservers.s3_server import storage_options
 
 path = TableLocation(sys.argv[1], storage_options(sys.argv[2]))
 worker = int(sys.argv[3])

@@ -24,11 +24,11 @@ import psutil
 import pytest
 from fastapi.testclient import TestClient
 
+from devservers.ports import free_port
 from models.ranker import load_ranker, score
 from tests.bad_requests import CASES, BadRequest, doc, padded
 from vista import api_docs, cli, http_input, pipeline, serving
 from vista.config import PROJECT_ROOT, ConfigError, ServingConfig, load_config
-from vista.ports import free_port
 
 _spec = importlib.util.spec_from_file_location("bad_input_table",
                                                PROJECT_ROOT / "bench" / "bad_input_table.py")  # fmt: skip

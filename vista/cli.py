@@ -406,7 +406,7 @@ def postgres(
 ) -> None:
     """A local PostgreSQL for Airflow's metadata (Debian's server binaries), at the
     profile's airflow.sql_alchemy_conn, kept in <state>/postgres; loopback only."""
-    from vista import postgres_local
+    from devservers import postgres_local
 
     if action not in ("start", "stop", "status"):
         typer.echo(f"error: action must be start, stop or status, got {action!r}", err=True)
@@ -461,14 +461,14 @@ def spark_cluster(
 ) -> None:
     """A Spark standalone cluster on this machine (a master and workers on loopback) at
     the profile's spark.master; logs and executor output under <state>/spark-cluster."""
-    from spark_jobs import standalone
+    from devservers import spark_standalone
 
     if action not in ("start", "stop", "status"):
         typer.echo(f"error: action must be start, stop or status, got {action!r}", err=True)
         raise typer.Exit(2)
     cfg = _config(profile)
     try:
-        cluster = standalone.Cluster.for_master(
+        cluster = spark_standalone.Cluster.for_master(
             cfg.spark.master, cfg.paths.state / "spark-cluster", webui_port=webui_port,
             workers=workers, worker_cores=cores, worker_memory=memory,
         )  # fmt: skip
@@ -477,13 +477,13 @@ def spark_cluster(
         raise typer.Exit(2) from None
     if action == "start":
         try:
-            standalone.start(cluster)
+            spark_standalone.start(cluster)
         except RuntimeError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
     elif action == "stop":
-        standalone.stop(cluster)
-    state = standalone.master_state(cluster)
+        spark_standalone.stop(cluster)
+    state = spark_standalone.master_state(cluster)
     _print({"master": cluster.master_url, "web_ui": cluster.state_url.removesuffix("json/"),
             "running": state is not None,
             "alive_workers": None if state is None else state["aliveworkers"]})  # fmt: skip
