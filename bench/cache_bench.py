@@ -37,7 +37,7 @@ def stored_bytes(tokens, layout: str, user_ids, folder: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vista.summary_codec import encode
+    from vista.core.summary_codec import encode
 
     n = len(tokens)
     if layout == "array<float>":
@@ -56,7 +56,7 @@ def stored_bytes(tokens, layout: str, user_ids, folder: Path) -> int:
 
 
 def decoded(tokens, layout: str):
-    from vista.summary_codec import decode, encode
+    from vista.core.summary_codec import decode, encode
 
     if layout == "array<float>":
         return tokens.reshape(len(tokens), -1)
@@ -120,7 +120,7 @@ def main() -> None:
     from models.summarizer import load_checkpoint
     from spark_jobs.summarize import summary_tokens
     from vista import pipeline
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     cfg = load_config(args.profile)
     as_of = pipeline.as_of_datetime(args.as_of or pipeline.default_as_of(cfg))

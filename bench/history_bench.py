@@ -73,7 +73,7 @@ def duckdb_histories_sql(files: list[str], as_of: dt.datetime, max_history: int,
 
 # ------------------------------------------------------------------ workers (subprocess)
 def _config(profile: str):
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     return load_config(profile)
 
@@ -90,8 +90,8 @@ def worker_duckdb(
 ) -> dict:
     import duckdb
 
-    from spark_jobs import lake
-    from vista.pipeline import EVENTS
+    from vista.core import lake
+    from vista.core.names import EVENTS
 
     cfg = _config(profile)
     files = lake.open_table(cfg.paths.table(EVENTS)).file_uris()
@@ -233,9 +233,8 @@ def main() -> None:
     }.items():  # fmt: skip
         print(f"running {name} ...", flush=True)
         rows[name] = run_measured([*worker_args, *common])
-    from spark_jobs import lake
-    from spark_jobs.histories import PARTITION_COL
-    from vista.pipeline import HISTORIES
+    from vista.core import lake
+    from vista.core.names import HISTORIES, PARTITION_COL
 
     partition = f"/{PARTITION_COL}={as_of.date().isoformat()}/"
     spark_files = [

@@ -40,10 +40,10 @@ from models.train_summarizer import train_summarizer
 from sources.loaders import load_events, split_source
 from sources.synthetic import ORACLE_COLUMNS, generate
 from spark_jobs.summarize import summary_tokens
-from vista.config import VistaConfig, load_config
+from vista.core.config import VistaConfig, load_config
+from vista.core.summary_codec import decode_frame, encode
 from vista.evaluation import ranker_spec
 from vista.provenance import RESULTS_DIR, provenance
-from vista.summary_codec import decode_frame, encode
 
 SIM_LENGTH = 100
 

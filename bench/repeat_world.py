@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sources.synthetic import generate
-from vista.config import load_config
+from vista.core.config import load_config
 
 OUT = Path(".state/data/repeat-world/events.csv")
 # the world's size: fewer and shorter histories than the `lifelong` profile, so that

@@ -43,7 +43,7 @@ CANDIDATES = (100, 1_000)
 
 
 def bench_config(work: Path, online_store: str = "sqlite", redis: str | None = None):
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     features = {"online_store": online_store}
     if redis is not None:
@@ -179,8 +179,8 @@ def time_full_attention(cfg, as_of, users: dict, requests: int, seed: int) -> li
 
     from models.ranker import Ranker, score_one_user
     from models.summarizer import item_index
-    from spark_jobs import lake
     from vista import pipeline
+    from vista.core import lake
     from vista.evaluation import ranker_spec
 
     torch.manual_seed(seed)

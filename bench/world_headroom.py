@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from models.evaluation import BUCKET_LABELS, history_bucket
 from sources.synthetic import build_lifelong_world, build_world, generate
-from vista.config import load_config
+from vista.core.config import load_config
 from vista.provenance import RESULTS_DIR, provenance
 
 SOURCES = {

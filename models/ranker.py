@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from models.attention import TokenPooling, slot_match
 from models.sketch import sketch_read, sketch_tables
 from models.summarizer import item_index
-from vista.config import RankerConfig
+from vista.core.config import RankerConfig
 
 SUMMARY_COLUMN = "summary"
 TAIL_ITEMS, TAIL_CATEGORIES = "tail_item_ids", "tail_categories"

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from vista.config import SourceConfig
+from vista.core.config import SourceConfig
 
 # reason code -> what it means; the quarantine table's ``reason`` is one of these
 REASONS = {
@@ -403,7 +403,7 @@ def _read_parquet(data: bytes, name: str) -> RawRows:
 def _read_table(path: Path, fmt: str) -> RawRows:
     from deltalake import DeltaTable
 
-    from spark_jobs.lake import arrow_of
+    from vista.core.lake import arrow_of
 
     return _rows_of(arrow_of(DeltaTable(str(path))), str(path))
 

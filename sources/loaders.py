@@ -78,7 +78,7 @@ import pyarrow as pa
 
 from sources.ingest import RawRows, SourceError
 from sources.synthetic import EVENTS_SCHEMA, IMPRESSIONS_SCHEMA, ORACLE_COLUMNS
-from vista.config import SourceConfig
+from vista.core.config import SourceConfig
 
 UNKNOWN_CATEGORY = -1
 

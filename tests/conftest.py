@@ -12,7 +12,7 @@ os.environ.setdefault("FEAST_USAGE", "False")
 
 
 def tiny_config(root, **overrides):
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     paths = {"state": str(root / "state"), "lake": str(root / "lake"),
              "reports": str(root / "reports")}  # fmt: skip
@@ -22,7 +22,7 @@ def tiny_config(root, **overrides):
 @pytest.fixture(scope="session")
 def spark():
     from spark_jobs.session import spark_session
-    from vista.config import SparkConfig
+    from vista.core.config import SparkConfig
 
     session = spark_session(SparkConfig(master="local[2]", shuffle_partitions=2))
     yield session

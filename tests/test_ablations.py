@@ -8,8 +8,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.evaluation import verdict
-from spark_jobs import lake
 from vista import ablations, pipeline
+from vista.core import lake
 from vista.evaluation import score_column
 
 
@@ -75,7 +75,7 @@ def test_ablation_arms_are_isolated_and_differ_where_they_should(pipeline_run, t
 
 
 def test_arms_are_matched_on_impressions_and_rendered_against_the_baseline():
-    from vista.config import EvaluationConfig
+    from vista.core.config import EvaluationConfig
     from vista.evaluation import intervals, predictions_frame
 
     rng = np.random.default_rng(0)

@@ -21,7 +21,7 @@ from tests.airflow_ui import PASSWORD, stop_tree, trigger_chain_and_wait
 from tests.conftest import tiny_config
 from tests.sockets import LOOPBACK, addresses
 from vista import airflow_runner, orchestration, pipeline
-from vista.config import PROJECT_ROOT, ConfigError, load_config
+from vista.core.config import PROJECT_ROOT, ConfigError, load_config
 
 
 def profile_url(port: int) -> str:

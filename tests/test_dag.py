@@ -9,9 +9,9 @@ import sys
 import pyarrow as pa
 import pytest
 
-from spark_jobs import lake
 from vista import airflow_runner, orchestration, pipeline
-from vista.config import PROJECT_ROOT
+from vista.core import lake
+from vista.core.config import PROJECT_ROOT
 
 from .conftest import served_ranker_auc, tiny_config
 

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spark_jobs import lake
 from tests.fault_workload import prepare_root, workload_config
 from vista import pipeline
-from vista.config import PROJECT_ROOT
+from vista.core import lake
+from vista.core.config import PROJECT_ROOT
 
 DATES = ["2026-07-29", "2026-07-30", "2026-07-31"]
 # columns that record when a row was written, not what it says

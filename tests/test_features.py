@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from spark_jobs import lake
 from vista import features, pipeline, summary_codec
+from vista.core import lake
 
 
 def test_registry_holds_entity_views_and_service(pipeline_run):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spark_jobs import lake
 from tests.conftest import tiny_config
 from vista import features, pipeline
+from vista.core import lake
 
 
 def delta_tables(root: Path) -> list[Path]:

@@ -6,8 +6,8 @@ import datetime as dt
 import numpy as np
 import pyarrow.compute as pc
 
-from spark_jobs import lake
 from vista import pipeline
+from vista.core import lake
 
 from .conftest import tiny_config
 

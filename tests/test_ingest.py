@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from sources.ingest import REASONS, SourceError
-from spark_jobs import lake
 from tests.conftest import tiny_config
 from vista import pipeline
+from vista.core import lake
 
 COLUMNS = {"user_id": "uid", "item_id": "iid", "timestamp": "ts", "event_type": "kind",
            "rating": "stars"}  # fmt: skip

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 from sources.ingest import REASONS, dedupe
 from sources.loaders import prepare_file
-from spark_jobs import lake
 from tests.bad_files import CASES, COLUMNS, HEADER, START, BadFile
 from tests.conftest import tiny_config
 from vista import pipeline
-from vista.config import SourceConfig
+from vista.core import lake
+from vista.core.config import SourceConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AS_OF = pipeline.as_of_datetime("2026-01-03")

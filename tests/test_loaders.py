@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from sources.loaders import SourceError, load_events, split_tables, stable_category
-from vista.config import ConfigError, SourceConfig, load_config
+from vista.core.config import ConfigError, SourceConfig, load_config
 
 
 def source(tmp_path, **kw) -> SourceConfig:

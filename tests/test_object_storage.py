@@ -14,9 +14,9 @@ import pytest
 from deltalake.exceptions import CommitFailedError
 
 from devservers.s3_server import CREDENTIALS, REGION, local_s3_server, storage_options
-from spark_jobs import lake
 from vista import pipeline
-from vista.config import PROJECT_ROOT, ConfigError, TableLocation, load_config
+from vista.core import lake
+from vista.core.config import PROJECT_ROOT, ConfigError, TableLocation, load_config
 
 from .conftest import tiny_config
 
@@ -129,8 +129,8 @@ def test_a_commit_from_a_stale_snapshot_is_refused_not_written_over(s3_root):
 RACING_WRITER = """
 import sys
 import pyarrow as pa
-from spark_jobs import lake
-from vista.config import TableLocation
+from vista.core import lake
+from vista.core.config import TableLocation
 from devservers.s3_server import storage_options
 
 path = TableLocation(sys.argv[1], storage_options(sys.argv[2]))

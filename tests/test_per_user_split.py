@@ -14,10 +14,10 @@ import pytest
 
 from sources.ingest import SourceError
 from sources.loaders import load_events, split_source, split_tables
-from spark_jobs import lake
 from tests.conftest import tiny_config
 from vista import pipeline
-from vista.config import ConfigError, SourceConfig
+from vista.core import lake
+from vista.core.config import ConfigError, SourceConfig
 
 COLUMNS = {"user_id": "uid", "item_id": "iid", "timestamp": "ts", "rating": "stars"}
 DAY = 86_400
@@ -209,7 +209,7 @@ def test_per_user_settings_are_checked_when_loading(tmp_path, overrides, words):
 
 
 def test_every_user_of_movielens_is_split():
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     cfg = load_config("movielens-per-user", environ={})
     if not cfg.source.events_path.exists():

@@ -15,7 +15,7 @@ from models import probes
 from models.probes import History, Truth
 from tests.conftest import tiny_config
 from vista.cli import app
-from vista.config import ConfigError, ProbeConfig, SummarizerConfig, load_config
+from vista.core.config import ConfigError, ProbeConfig, SummarizerConfig, load_config
 
 DAY = probes.MICROS_PER_DAY
 runner = CliRunner()
@@ -250,8 +250,8 @@ def test_cli_refuses_a_deep_needle_before_any_work(tmp_path, monkeypatch):
 
 def test_probe_refuses_to_mix_two_summarizer_versions(tmp_path):
     from models.summarizer import build_summarizer, save_checkpoint
-    from spark_jobs import lake
     from vista import pipeline, probing
+    from vista.core import lake
 
     cfg = tiny_config(tmp_path)
     as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))

@@ -12,13 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from sources.synthetic import EVENTS_SCHEMA
-from spark_jobs import lake
 from tests.bad_files import COLUMNS, GOOD, HEADER, START, csv_bytes
 from tests.conftest import tiny_config
 from validation.checkpoints import DataQualityError
 from vista import pipeline
 from vista import quarantine as q
 from vista.cli import app
+from vista.core import lake
 
 D1, D2 = pipeline.as_of_datetime("2026-01-03"), pipeline.as_of_datetime("2026-01-04")
 

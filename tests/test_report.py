@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from models.evaluation import metrics_by_bucket, verdict
 from vista import pipeline
-from vista.config import EvaluationConfig
+from vista.core.config import EvaluationConfig
 from vista.evaluation import (
     WORLD,
     aggregate_runs,
@@ -251,7 +251,7 @@ def test_real_data_without_an_oracle_has_no_headroom_sections():
 def test_targets_are_reported_met_or_missed_by_their_intervals():
     """A profile's targets (evaluation.targets) come back met, met by the estimate only
     or missed, from the same paired bootstrap as every other figure."""
-    from vista.config import TargetConfig
+    from vista.core.config import TargetConfig
     from vista.report import target_checks
 
     predictions = _world()

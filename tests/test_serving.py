@@ -28,7 +28,7 @@ from devservers.ports import free_port
 from models.ranker import load_ranker, score
 from tests.bad_requests import CASES, BadRequest, doc, padded
 from vista import api_docs, cli, http_input, pipeline, serving
-from vista.config import PROJECT_ROOT, ConfigError, ServingConfig, load_config
+from vista.core.config import PROJECT_ROOT, ConfigError, ServingConfig, load_config
 
 _spec = importlib.util.spec_from_file_location("bad_input_table",
                                                PROJECT_ROOT / "bench" / "bad_input_table.py")  # fmt: skip
@@ -111,7 +111,7 @@ def test_an_unknown_user_gets_the_cold_start_answer(served):
 def lake_categories(cfg) -> pd.Series:
     """item id -> category as the lake's events and impressions hold it, read here with
     plain delta-rs (not the service's batched reader)."""
-    from spark_jobs import lake
+    from vista.core import lake
 
     rows = pd.concat([
         lake.read_arrow(cfg.paths.table(name), columns=["item_id", "category"]).to_pandas()

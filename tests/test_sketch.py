@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from models.ranker import Ranker, RankerSpec, SummaryShape, score, score_one_user, train_ranker
 from models.sketch import sketch_read
 from models.summarizer import build_summarizer, encode_histories, item_index
-from vista.config import RankerConfig, SummarizerConfig
+from vista.core.config import RankerConfig, SummarizerConfig
 
 VOCAB = 4099
 

@@ -27,7 +27,7 @@ CODEC = {"features": {"summary_codec": "float32"}}
 CLUSTER_RUN = """
 import json
 from vista import pipeline
-from vista.config import load_config
+from vista.core.config import load_config
 
 cfg = load_config()
 as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
@@ -57,8 +57,8 @@ def cluster(tmp_path_factory):
 
 def test_cluster_runs_the_jobs_like_local_mode(cluster, tmp_path):
     from devservers import spark_standalone
-    from spark_jobs import lake
     from vista import pipeline
+    from vista.core import lake
 
     spec, state = cluster
     assert state["aliveworkers"] == 2

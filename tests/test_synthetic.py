@@ -5,7 +5,7 @@ from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
 from sources.synthetic import build_world, generate, oracle_probability
-from vista.config import GeneratorConfig
+from vista.core.config import GeneratorConfig
 
 
 def small(**kw) -> GeneratorConfig:

@@ -3,7 +3,7 @@ import pyarrow as pa
 
 from models.train_summarizer import train_summarizer
 from sources.synthetic import generate
-from vista.config import GeneratorConfig, SummarizerConfig
+from vista.core.config import GeneratorConfig, SummarizerConfig
 
 
 def _histories_and_impressions(gen: GeneratorConfig):

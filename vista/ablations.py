@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from vista.config import SummarizerConfig, VistaConfig
+from vista.core.config import SummarizerConfig, VistaConfig
 
 LINKED_TABLES = ("events", "impressions", "user_histories")
 BASELINE = "baseline"

@@ -14,13 +14,13 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from vista import errors
-from vista.config import load_config
+from vista.core import errors
+from vista.core.config import load_config
 
 
 class _Commands(TyperGroup):
     """Every command runs through here, so that failures end the same way everywhere: an
-    expected one (vista.errors) with one line naming the problem and its fix, exit status
+    expected one (vista.core.errors) with one line naming the problem and its fix, exit status
     2 (--debug: its traceback first); anything else, a bug, with its traceback."""
 
     def invoke(self, ctx: typer.Context) -> Any:

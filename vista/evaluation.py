@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vista.config import EvaluationConfig, VistaConfig
-from vista.errors import SettingError
+from vista.core.config import EvaluationConfig, VistaConfig
+from vista.core.errors import SettingError
 
 METRICS = ("auc", "gauc", "log_loss", "ne")
 # the history-blind ranker: the floor of headroom captured (when it is evaluated)

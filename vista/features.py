@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from vista.config import PROJECT_ROOT, VistaConfig
+from vista.core.config import PROJECT_ROOT, VistaConfig
 
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 FEATURE_SERVICE = "ranker_v1"

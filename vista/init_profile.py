@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from vista.errors import ExpectedError
+from vista.core.errors import ExpectedError
 
 SAMPLE_ROWS = 200_000
 # the share of events a global cutoff leaves as impressions (aimed at; 10-20% is fine)
@@ -564,7 +564,7 @@ def check_profile(path: Path, sample, now: dt.datetime) -> dict[str, Any]:
     the sample became."""
     from sources.ingest import dedupe, validate_rows
     from sources.loaders import read_items, split_source, with_categories
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     cfg = load_config(str(path), environ={})
     source = cfg.source
@@ -604,7 +604,7 @@ def init_profile(
 ) -> InitResult:
     """Propose, check and write a profile for ``events_file`` (see the module docstring)."""
     from sources.ingest import validate_rows
-    from vista.config import SourceConfig
+    from vista.core.config import SourceConfig
 
     now = now or dt.datetime.now(dt.UTC)
     events_file = Path(events_file)

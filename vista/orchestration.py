@@ -126,7 +126,7 @@ def run_config(context):
     """(config, as_of) of a running task, from its params, its triggering asset event
     and its logical date, in that order."""
     from vista import pipeline
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     params, extra = context.get("params") or {}, _triggering_extra(context)
     cfg = load_config(params.get("profile") or os.environ.get("VISTA_PROFILE")

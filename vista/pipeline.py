@@ -23,15 +23,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spark_jobs import lake
-from vista.config import VistaConfig
-from vista.errors import MissingStateError, SettingError
+from vista.core import lake
+from vista.core.config import VistaConfig
+from vista.core.errors import MissingStateError, SettingError
+from vista.core.names import (
+    CATEGORY_HISTORIES,
+    EVENT_DATE,
+    EVENTS,
+    HISTORIES,
+    HISTORY_TAIL,
+    IMPRESSION_DATE,
+    IMPRESSIONS,
+    INGEST_DATE,
+    PARTITION_COL,
+    QUARANTINE,
+    SUMMARIES,
+)
 
-EVENTS = "events"
-IMPRESSIONS = "impressions"
-HISTORIES = "user_histories"
-SUMMARIES = "user_summaries"
-QUARANTINE = "quarantine"
 GENERATOR_META_KEY = "vista.generator"
 
 
@@ -164,10 +172,10 @@ def generate_data(
 
     reader = pa.RecordBatchReader.from_batches(EVENTS_SCHEMA, event_batches())
     meta = {GENERATOR_META_KEY: fingerprint}
-    lake.write_arrow(events_path, reader, ["event_date"], mode="overwrite", metadata=meta)
+    lake.write_arrow(events_path, reader, [EVENT_DATE], mode="overwrite", metadata=meta)
     imps = pa.concat_tables(impressions)
     # impressions last: their commit marks the data set complete
-    lake.write_arrow(impressions_path, imps, ["impression_date"], mode="overwrite", metadata=meta)
+    lake.write_arrow(impressions_path, imps, [IMPRESSION_DATE], mode="overwrite", metadata=meta)
     return {
         "generated": True,
         "events": counts["events"],
@@ -230,7 +238,7 @@ def _append_quarantine(path, rows: pa.Table, keys: list[str], metadata: dict[str
     commit = CommitProperties(app_transactions=[Transaction(_quarantine_txn(k), 1) for k in keys],
                               custom_metadata=metadata)  # fmt: skip
     lake.with_commit_retries(
-        lambda: write_deltalake(lake.table_uri(path), rows, partition_by=["ingest_date"],
+        lambda: write_deltalake(lake.table_uri(path), rows, partition_by=[INGEST_DATE],
                                 mode="append", schema_mode="merge", commit_properties=commit,
                                 storage_options=lake.storage_options(path))
     )  # fmt: skip
@@ -258,8 +266,8 @@ def _stored_conflicts(good: pd.DataFrame, source, events_path, impressions_path)
     rows = good.reset_index(names="index")
     found = []
     if lake.table_exists(events_path) and "category" in rows:
-        dates = sorted(set(rows["event_date"]))
-        stored = lake.read_arrow(events_path, filters=[("event_date", "in", dates)],
+        dates = sorted(set(rows[EVENT_DATE]))
+        stored = lake.read_arrow(events_path, filters=[(EVENT_DATE, "in", dates)],
                                  columns=[*DEDUPE_KEY, "category"]).to_pandas()  # fmt: skip
         stored["event_timestamp"] = stored["event_timestamp"].astype(rows["event_timestamp"].dtype)
         found.append(stored_conflicts(rows.assign(row_number=rows["row_number"]), stored,
@@ -405,7 +413,7 @@ def ingest_files(
     impressions = None
     if split.impressions is not None:
         impressions = impressions_arrow(split.impressions, source)
-        lake.merge_new_rows(impressions_path, impressions, ["impression_id"], ["impression_date"])
+        lake.merge_new_rows(impressions_path, impressions, ["impression_id"], [IMPRESSION_DATE])
     ingested = list(prepared)
     commit = CommitProperties(
         app_transactions=[Transaction(keys[p], 1) for p in ingested],
@@ -413,10 +421,10 @@ def ingest_files(
     )
     inserted = lake.merge_new_rows(
         events_path, events, ["user_id", "item_id", "event_timestamp", "event_type"],
-        ["event_date"], commit,
+        [EVENT_DATE], commit,
     )  # fmt: skip
     if any(lake.open_table(events_path).transaction_version(keys[p]) is None for p in ingested):
-        _record_empty_commit(events_path, events.schema, ["event_date"], commit)
+        _record_empty_commit(events_path, events.schema, [EVENT_DATE], commit)
     rows_in = sum(p.rows.rows_in for p in prepared.values())
     return {
         **result,
@@ -546,7 +554,7 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     quarantine = cfg.paths.table(QUARANTINE)
     if cfg.source is None or not lake.table_exists(quarantine):
         return outcome
-    rows = lake.read_arrow(quarantine, filters=_partition_filter(as_of, "ingest_date"))
+    rows = lake.read_arrow(quarantine, filters=_partition_filter(as_of, INGEST_DATE))
     frame = quarantine_frame(rows.to_pandas())
     checked = run_suite(quarantine_suite(list(REASONS)), frame, report_dir(cfg, as_of))
     by_reason = rows.group_by("reason").aggregate([("reason", "count")]).to_pylist()
@@ -573,7 +581,7 @@ def _inputs(**values: Any) -> str:
 def _built_from(path: Path, as_of: dt.datetime, inputs: str) -> dict | None:
     """The commit that wrote ``as_of``'s partition, if it was made from these inputs:
     a rerun with unchanged inputs then commits nothing (same content, same version)."""
-    commit = lake.partition_commit(path, "as_of_date", as_of.date().isoformat())
+    commit = lake.partition_commit(path, PARTITION_COL, as_of.date().isoformat())
     return commit if commit is not None and commit.get(INPUTS_KEY) == inputs else None
 
 
@@ -581,7 +589,7 @@ def _partition_version(path: Path, as_of: dt.datetime | str | None) -> int | Non
     if as_of is None:
         return None
     day = as_of if isinstance(as_of, str) else as_of.date().isoformat()
-    commit = lake.partition_commit(path, "as_of_date", day)
+    commit = lake.partition_commit(path, PARTITION_COL, day)
     return None if commit is None else commit["version"]
 
 
@@ -589,7 +597,7 @@ def previous_snapshot(path: Path, as_of: dt.datetime) -> str | None:
     """The latest as_of_date partition strictly before ``as_of``, if any."""
     if not lake.table_exists(path):
         return None
-    dates = [p["as_of_date"] for p in lake.open_table(path).partitions()]
+    dates = [p[PARTITION_COL] for p in lake.open_table(path).partitions()]
     earlier = [d for d in dates if d < as_of.date().isoformat()]
     return max(earlier) if earlier else None
 
@@ -597,7 +605,7 @@ def previous_snapshot(path: Path, as_of: dt.datetime) -> str | None:
 def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[str, Any]:
     """Snapshot of every user's history before ``as_of``: incremental from the previous
     snapshot when there is one (unless ``full``), from all events otherwise."""
-    from spark_jobs.histories import PARTITION_COL, build_user_histories, update_user_histories
+    from spark_jobs.histories import build_user_histories, update_user_histories
 
     path = cfg.paths.table(HISTORIES)
     previous = None if full else previous_snapshot(path, as_of)
@@ -638,7 +646,7 @@ def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) ->
 def validate_histories(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     """The critical histories suite on per-user checks computed in Spark (the arrays of
     a 1M-event user never reach pandas)."""
-    from spark_jobs.histories import PARTITION_COL, history_checks
+    from spark_jobs.histories import history_checks
     from validation.checkpoints import run_suite
     from validation.suites import histories_suite
 
@@ -651,7 +659,9 @@ def validate_histories(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     return run_suite(suite, checks, report_dir(cfg, as_of)).to_dict()
 
 
-def _partition_filter(as_of: dt.datetime, column: str = "as_of_date") -> list[tuple[str, str, str]]:
+def _partition_filter(
+    as_of: dt.datetime, column: str = PARTITION_COL
+) -> list[tuple[str, str, str]]:
     return [(column, "=", as_of.date().isoformat())]
 
 
@@ -680,23 +690,23 @@ def build_raw_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     from spark_jobs import raw_features as raw
 
     tail_length = max(cfg.ranker.full_attention_length, cfg.ranker.recent_items, 100)
-    tail_path, category_path = cfg.paths.table(raw.TAIL_TABLE), cfg.paths.table(raw.CATEGORY_TABLE)
+    tail_path, category_path = cfg.paths.table(HISTORY_TAIL), cfg.paths.table(CATEGORY_HISTORIES)
     inputs = _inputs(histories_version=_partition_version(cfg.paths.table(HISTORIES), as_of),
                      tail_length=tail_length, per_category=100)  # fmt: skip
     done = [_built_from(p, as_of, inputs) for p in (tail_path, category_path)]
     spark = _spark(cfg)
     histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
-        f"{raw.PARTITION_COL} = '{as_of.date().isoformat()}'"
+        f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
     )
     started = time.perf_counter()
     day, meta = as_of.date().isoformat(), {INPUTS_KEY: inputs}
     tails = done[0]["version"] if done[0] else lake.spark_replace_partition(
-        raw.history_tails(histories, as_of, tail_length), tail_path, raw.PARTITION_COL, day, meta
+        raw.history_tails(histories, as_of, tail_length), tail_path, PARTITION_COL, day, meta
     )  # fmt: skip
     categories = done[1]["version"] if done[1] else lake.spark_replace_partition(
-        raw.category_histories(histories, as_of, 100), category_path, raw.PARTITION_COL, day, meta
+        raw.category_histories(histories, as_of, 100), category_path, PARTITION_COL, day, meta
     )  # fmt: skip
-    pairs = lake.read_arrow(cfg.paths.table(raw.CATEGORY_TABLE), filters=_partition_filter(as_of),
+    pairs = lake.read_arrow(cfg.paths.table(CATEGORY_HISTORIES), filters=_partition_filter(as_of),
                             columns=["user_id"]).num_rows  # fmt: skip
     quality = validate_raw_features(cfg, as_of, tail_length)
     return {
@@ -718,8 +728,8 @@ def validate_raw_features(cfg: VistaConfig, as_of: dt.datetime, tail_length: int
 
     spark, day = _spark(cfg), as_of.date().isoformat()
     tails, categories = (
-        lake.spark_read(spark, cfg.paths.table(t)).where(f"{raw.PARTITION_COL} = '{day}'")
-        for t in (raw.TAIL_TABLE, raw.CATEGORY_TABLE)
+        lake.spark_read(spark, cfg.paths.table(t)).where(f"{PARTITION_COL} = '{day}'")
+        for t in (HISTORY_TAIL, CATEGORY_HISTORIES)
     )
     checks = raw.raw_feature_checks(tails, categories, tail_length, 100).toPandas()
     return run_suite(raw_features_suite(tail_length, 100), checks, report_dir(cfg, as_of)).to_dict()
@@ -730,9 +740,7 @@ def impression_windows(cfg: VistaConfig, as_of: dt.datetime) -> tuple[list[str],
     """Impression dates on or after ``as_of``: all but the last ``eval_days`` train,
     the last ``eval_days`` evaluate (a later time window)."""
     dates = sorted(lake.open_table(cfg.paths.table(IMPRESSIONS)).partitions(), key=str)
-    days = sorted(
-        {p["impression_date"] for p in dates if p["impression_date"] >= str(as_of.date())}
-    )
+    days = sorted({p[IMPRESSION_DATE] for p in dates if p[IMPRESSION_DATE] >= str(as_of.date())})
     eval_days = cfg.ranker.eval_days
     if len(days) <= eval_days:
         per_user = cfg.source is not None and cfg.source.split == "per_user"
@@ -761,7 +769,7 @@ def windows_problem(days: list[str], eval_days: int, as_of: dt.date, per_user: b
 
 
 def read_impressions(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
-    table = lake.read_arrow(cfg.paths.table(IMPRESSIONS), filters=[("impression_date", "in", days)])
+    table = lake.read_arrow(cfg.paths.table(IMPRESSIONS), filters=[(IMPRESSION_DATE, "in", days)])
     return table.to_pandas()
 
 
@@ -849,7 +857,7 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
     with the new ``as_of``); everyone else, and everyone after a version change, is
     summarized anew."""
     from models.summarizer import load_checkpoint
-    from spark_jobs.summarize import PARTITION_COL, carry_over_summaries, summarize_histories
+    from spark_jobs.summarize import carry_over_summaries, summarize_histories
 
     current = current_summarizer(cfg)
     load_checkpoint(Path(current["path"]), cfg.summarizer)  # fail early on a size mismatch
@@ -915,7 +923,7 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
 
 def _partition_bytes(path: Path, as_of: dt.datetime) -> int:
     """Bytes on disk of one partition's data files."""
-    partition = f"/as_of_date={as_of.date().isoformat()}/"
+    partition = f"/{PARTITION_COL}={as_of.date().isoformat()}/"
     files = [uri for uri in lake.open_table(path).file_uris() if partition in uri]
     return sum(Path(uri.removeprefix("file://")).stat().st_size for uri in files)
 
@@ -924,7 +932,7 @@ def read_summaries(
     cfg: VistaConfig, as_of: dt.datetime, version: str | None = None
 ) -> pd.DataFrame:
     """One snapshot's summaries, decoded: ``summary`` holds the K*D float32 tokens."""
-    from vista.summary_codec import decode_frame
+    from vista.core.summary_codec import decode_frame
 
     path = summaries_path(cfg, version)
     frame = lake.read_arrow(path, filters=_partition_filter(as_of)).to_pandas()
@@ -990,7 +998,7 @@ def training_set(
     from vista import features
 
     store = features.feature_store(cfg)
-    entity_df = read_impressions(cfg, days).drop(columns=["impression_date"])
+    entity_df = read_impressions(cfg, days).drop(columns=[IMPRESSION_DATE])
     frame = features.training_frame(store, entity_df)
     if as_of is not None:
         frame = mark_cold_start(frame, snapshot_users(cfg, as_of))

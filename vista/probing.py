@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from models import probes
-from spark_jobs import lake
-from vista.config import VistaConfig
+from vista.core import lake
+from vista.core.config import VistaConfig
+from vista.core.names import PARTITION_COL
 
 FALLBACK_CATEGORIES = 16
 # fresh ids tried for the needle items (their embedding rows must be unused)
@@ -53,7 +54,7 @@ def snapshot_summarizer_version(cfg: VistaConfig, as_of: dt.datetime, current: s
     root = cfg.paths.table(pipeline.SUMMARIES)
     others = pipeline.summarizer_versions(cfg) if isinstance(root, Path) else []
     for version in [current, *reversed([v for v in others if v != current])]:
-        commit = lake.partition_commit(root / version, "as_of_date", day)
+        commit = lake.partition_commit(root / version, PARTITION_COL, day)
         if commit is not None:
             return commit.get("vista.summarizer_version", version)
     return None
@@ -80,7 +81,7 @@ def load_sources(
 
     p = cfg.probe
     path = cfg.paths.table(pipeline.HISTORIES)
-    day_filter = [("as_of_date", "=", as_of.date().isoformat())]
+    day_filter = [(PARTITION_COL, "=", as_of.date().isoformat())]
     eligible = np.zeros(0, dtype=np.int64)
     if lake.table_exists(path):
         index = lake.read_arrow(path, filters=day_filter, columns=["user_id", "history_length"])
@@ -121,7 +122,7 @@ def _read_histories(
             table.table_uri.removeprefix("file://"), pa_fs.LocalFileSystem()
         )
     dataset = table.to_pyarrow_dataset(
-        partitions=[("as_of_date", "=", as_of.date().isoformat())], filesystem=local
+        partitions=[(PARTITION_COL, "=", as_of.date().isoformat())], filesystem=local
     )
     columns = ["item_ids", "categories", "event_timestamps"]
     batches = dataset.to_batches(

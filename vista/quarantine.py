@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from spark_jobs import lake
 from vista import pipeline
-from vista.config import VistaConfig
+from vista.core import lake
+from vista.core.config import VistaConfig
 
 FILTERS = ("reason", "source_file", "ingest_run", "ingest_date")
 

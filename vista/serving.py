@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.requests import Request
 
 from vista import http_input
-from vista.config import ServingConfig, VistaConfig
+from vista.core.config import ServingConfig, VistaConfig
 from vista.items import ItemCatalog
 
 log = logging.getLogger(__name__)

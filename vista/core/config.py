@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
 ENV_PREFIX = "VISTA__"
 
@@ -412,7 +412,7 @@ class FeaturesConfig(_Section):
     # for decades of data is more than ten years (the training run's error says how many)
     ttl_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 14
     # how summary tokens are stored: int8 + per-token scale (4x smaller than float32),
-    # bf16 (2x), or float32 (lossless); see vista/summary_codec.py
+    # bf16 (2x), or float32 (lossless); see vista/core/summary_codec.py
     summary_codec: Literal["int8", "bf16", "float32"] = "int8"
     # the training-set suite fails below this share of impressions with a summary
     min_summary_coverage: Annotated[float, Field(ge=0, le=1)] = 0.5
