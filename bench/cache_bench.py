@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vista.core.snapshot import Snapshot
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
@@ -123,7 +125,7 @@ def main() -> None:
     from vista.core.config import load_config
 
     cfg = load_config(args.profile)
-    as_of = pipeline.as_of_datetime(args.as_of or pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(args.as_of or pipeline.default_as_of(cfg))
     current = pipeline.current_summarizer(cfg)
     model = load_checkpoint(Path(current["path"]), cfg.summarizer).eval()
     torch.set_num_threads(os.cpu_count() or 1)

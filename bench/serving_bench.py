@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from devservers.ports import free_port
+from vista.core.snapshot import Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -75,7 +76,7 @@ def build_world(cfg) -> dict:
     """The pipeline up to a trained ranker; every step skips what is already done."""
     from vista import pipeline
 
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     steps = {}
     for name, step in (
         ("data", lambda: pipeline.generate_data(cfg)),

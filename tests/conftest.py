@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from vista.core.snapshot import Snapshot
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("FEAST_USAGE", "False")
 
@@ -35,7 +37,7 @@ def pipeline_run(tmp_path_factory, spark):
     from vista import pipeline
 
     cfg = tiny_config(tmp_path_factory.mktemp("pipeline"))
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     steps = {"data": pipeline.generate_data(cfg)}
     steps["events_quality"] = pipeline.validate_events(cfg, as_of)
     steps["histories"] = pipeline.build_histories(cfg, as_of)
@@ -60,7 +62,7 @@ def served_ranker_auc(cfg, as_of: str) -> float:
 
     pointer = json.loads((pipeline.ranker_dir(cfg) / "current.json").read_text())
     model, _ = load_ranker(pointer["path"])
-    _, eval_days = pipeline.impression_windows(cfg, pipeline.as_of_datetime(as_of))
+    _, eval_days = pipeline.impression_windows(cfg, Snapshot.of(as_of))
     frame = pipeline.training_set(cfg, eval_days)
     labels = pipeline.read_impressions(cfg, eval_days).set_index("impression_id")["label"]
     return float(roc_auc_score(labels.loc[frame["impression_id"]], score(model, frame)))

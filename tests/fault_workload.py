@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from vista.core.snapshot import Snapshot
+
 STEPS = ("generate_data", "build_histories", "build_raw_features", "summarize")
 COLUMNS = {"user_id": "user_id", "item_id": "item_id", "timestamp": "ts",
            "event_type": "event_type", "category": "category"}  # fmt: skip
@@ -63,7 +65,7 @@ def run(root: Path, as_of: str) -> None:
     from vista import pipeline
 
     cfg = workload_config(root)
-    day = pipeline.as_of_datetime(as_of)
+    day = Snapshot.of(as_of)
     for step in STEPS:
         result = getattr(pipeline, step)(cfg, day)
         print(json.dumps({"step": step, "at": dt.datetime.now(dt.UTC).isoformat(),

@@ -12,6 +12,7 @@ import pytest
 from vista import airflow_runner, orchestration, pipeline
 from vista.core import lake
 from vista.core.config import PROJECT_ROOT
+from vista.core.snapshot import Snapshot
 
 from .conftest import served_ranker_auc, tiny_config
 
@@ -72,16 +73,16 @@ def test_as_of_comes_from_params_then_asset_event_then_logical_date(tmp_path, mo
 
     monkeypatch.delenv("VISTA_PROFILE", raising=False)
     event = types.SimpleNamespace(extra={"as_of": "2026-07-30", "profile": "tiny"},
-                                  timestamp=pipeline.as_of_datetime("2026-07-30"))  # fmt: skip
+                                  timestamp=Snapshot.of("2026-07-30"))  # fmt: skip
     older = types.SimpleNamespace(extra={"as_of": "2026-07-01", "profile": "tiny"},
-                                  timestamp=pipeline.as_of_datetime("2026-07-01"))  # fmt: skip
+                                  timestamp=Snapshot.of("2026-07-01"))  # fmt: skip
     triggered = {"params": {}, "triggering_asset_events": {"events": [event, older]},
                  "logical_date": None}  # fmt: skip
     cfg, as_of = orchestration.run_config(triggered)
     assert (cfg.profile, as_of.date().isoformat()) == ("tiny", "2026-07-30")
     chosen = {**triggered, "params": {"as_of": "2026-07-15"}}
     assert orchestration.run_config(chosen)[1].date().isoformat() == "2026-07-15"
-    manual = {"params": {"profile": "tiny"}, "logical_date": pipeline.as_of_datetime("2026-07-20")}
+    manual = {"params": {"profile": "tiny"}, "logical_date": Snapshot.of("2026-07-20")}
     assert orchestration.run_config(manual)[1].date().isoformat() == "2026-07-20"
 
 
@@ -189,7 +190,7 @@ def test_ui_admin_password_comes_from_the_environment_or_is_generated_once(tmp_p
 @pytest.mark.slow
 def test_backfill_runs_the_chain_for_each_date_oldest_first(tmp_path):
     cfg = tiny_config(tmp_path)
-    last = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    last = Snapshot.of(pipeline.default_as_of(cfg))
     first = (last - dt.timedelta(days=1)).date().isoformat()
     env = {**os.environ, **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
                             for k in ("state", "lake", "reports")}}  # fmt: skip

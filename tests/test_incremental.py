@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 
 from vista import pipeline
 from vista.core import lake
+from vista.core.snapshot import Snapshot
 
 from .conftest import tiny_config
 
@@ -15,8 +16,8 @@ from .conftest import tiny_config
 def test_refresh_recomputes_only_changed_users(tmp_path, spark):
     cfg = tiny_config(tmp_path)
     pipeline.generate_data(cfg)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
-    earlier = as_of - dt.timedelta(days=5)
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
+    earlier = Snapshot.of(as_of - dt.timedelta(days=5))
 
     first = pipeline.build_histories(cfg, earlier)
     assert first["mode"] == "full"
@@ -37,7 +38,7 @@ def test_refresh_recomputes_only_changed_users(tmp_path, spark):
     old = pipeline.read_summaries(cfg, earlier).set_index("user_id")
     new = pipeline.read_summaries(cfg, as_of).set_index("user_id")
     hist = pipeline.read_histories(cfg, as_of).set_index("user_id")
-    assert (new.event_timestamp == pipeline.as_of_datetime(as_of)).all()  # refresh time
+    assert (new.event_timestamp == Snapshot.of(as_of)).all()  # refresh time
     for user in hist.index[~hist.updated][:5]:
         np.testing.assert_array_equal(new.summary[user], old.summary[user])
     # rerunning the same date changes nothing: nothing is even committed

@@ -12,12 +12,13 @@ from sources.ingest import REASONS, SourceError
 from tests.conftest import tiny_config
 from vista import pipeline
 from vista.core import lake
+from vista.core.snapshot import Snapshot
 
 COLUMNS = {"user_id": "uid", "item_id": "iid", "timestamp": "ts", "event_type": "kind",
            "rating": "stars"}  # fmt: skip
 DAY = 86_400
 START = 1767225600  # 2026-01-01
-AS_OF = pipeline.as_of_datetime("2026-01-03")
+AS_OF = Snapshot.of("2026-01-03")
 GOOD = {"uid": 1, "iid": 10, "ts": START, "kind": "view", "stars": 5}
 
 
@@ -246,7 +247,7 @@ def test_run_date_placeholder_picks_that_days_files(tmp_path):
         (tmp_path / day).mkdir()
         write_jsonl(tmp_path / day / "events.jsonl", [{**GOOD, "iid": item}])
     cfg = config(tmp_path, tmp_path / "{date}")
-    pipeline.ingest_source(cfg, pipeline.as_of_datetime("2026-01-02"))
+    pipeline.ingest_source(cfg, Snapshot.of("2026-01-02"))
     assert table(cfg, "events").item_id.tolist() == [10]
     pipeline.ingest_source(cfg, AS_OF)
     assert sorted(table(cfg, "events").item_id) == [10, 11]

@@ -17,6 +17,7 @@ from devservers.s3_server import CREDENTIALS, REGION, local_s3_server, storage_o
 from vista import pipeline
 from vista.core import lake
 from vista.core.config import PROJECT_ROOT, ConfigError, TableLocation, load_config
+from vista.core.snapshot import Snapshot
 
 from .conftest import tiny_config
 
@@ -188,7 +189,7 @@ def test_ingest_to_s3_equals_ingest_to_local_disk(s3, s3_root, tmp_path):
     paths = {"state": str(tmp_path / "state"), "reports": str(tmp_path / "reports"),
              "lake": s3_root.uri, "storage_options": storage_options(s3)}  # fmt: skip
     remote = tiny_config(tmp_path, paths=paths, source=source(events_path))
-    as_of = pipeline.as_of_datetime("2026-01-03")
+    as_of = Snapshot.of("2026-01-03")
 
     on_disk = pipeline.ingest_source(local, as_of)
     on_s3 = pipeline.ingest_source(remote, as_of)

@@ -16,6 +16,7 @@ from models.probes import History, Truth
 from tests.conftest import tiny_config
 from vista.cli import app
 from vista.core.config import ConfigError, ProbeConfig, SummarizerConfig, load_config
+from vista.core.snapshot import Snapshot
 
 DAY = probes.MICROS_PER_DAY
 runner = CliRunner()
@@ -254,7 +255,7 @@ def test_probe_refuses_to_mix_two_summarizer_versions(tmp_path):
     from vista.core import lake
 
     cfg = tiny_config(tmp_path)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     model = build_summarizer(cfg.summarizer)
     path = save_checkpoint(model, pipeline.checkpoint_dir(cfg) / "m.pt")
     (pipeline.checkpoint_dir(cfg) / "current.json").write_text(
@@ -282,7 +283,7 @@ def test_sources_fall_back_to_synthetic_users_without_a_snapshot(tmp_path):
     from vista import pipeline, probing
 
     cfg = tiny_config(tmp_path)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     sources, info = probing.load_sources(cfg, as_of, 12)
     assert info["kind"] == "synthetic"
     assert len(sources) == 12

@@ -19,8 +19,9 @@ from vista import pipeline
 from vista import quarantine as q
 from vista.cli import app
 from vista.core import lake
+from vista.core.snapshot import Snapshot
 
-D1, D2 = pipeline.as_of_datetime("2026-01-03"), pipeline.as_of_datetime("2026-01-04")
+D1, D2 = Snapshot.of("2026-01-03"), Snapshot.of("2026-01-04")
 
 
 def config(tmp_path, events_path, **source):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from devservers.ports import free_port
+from vista.core.snapshot import Snapshot
 
 from .conftest import tiny_config
 
@@ -28,9 +29,10 @@ CLUSTER_RUN = """
 import json
 from vista import pipeline
 from vista.core.config import load_config
+from vista.core.snapshot import Snapshot
 
 cfg = load_config()
-as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+as_of = Snapshot.of(pipeline.default_as_of(cfg))
 pipeline.generate_data(cfg)
 steps = {"histories": pipeline.build_histories(cfg, as_of),
          "summarizer": pipeline.train_summarizer(cfg, as_of, progress=False),
@@ -66,7 +68,7 @@ def test_cluster_runs_the_jobs_like_local_mode(cluster, tmp_path):
 
     # local mode, in this process: it also trains the summarizer both runs use
     local = tiny_config(tmp_path / "local", **CODEC)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(local))
+    as_of = Snapshot.of(pipeline.default_as_of(local))
     pipeline.generate_data(local)
     pipeline.build_histories(local, as_of)
     pipeline.train_summarizer(local, as_of, progress=False)

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from vista.core import errors
 from vista.core.config import load_config
+from vista.core.snapshot import Snapshot
 
 
 class _Commands(TyperGroup):
@@ -86,7 +87,7 @@ def _config(profile: str | None, overrides: dict | None = None):
 def _as_of(cfg, as_of: str | None):
     from vista import pipeline
 
-    return pipeline.as_of_datetime(as_of or pipeline.default_as_of(cfg))
+    return Snapshot.of(as_of or pipeline.default_as_of(cfg))
 
 
 def _print(result) -> None:
@@ -312,11 +313,11 @@ def dag_test(
     from vista import pipeline
 
     cfg = _config(profile)
-    date = _as_of(cfg, as_of).date().isoformat()
+    date = _as_of(cfg, as_of).iso
     params = {"full_rebuild": full_rebuild, "retrain_summarizer": retrain_summarizer,
               "evaluate": evaluate, "regenerate": regenerate}  # fmt: skip
     _run_chain(cfg, date, {k: v for k, v in params.items() if v})
-    summary = pipeline.report_dir(cfg, pipeline.as_of_datetime(date)) / "summary.json"
+    summary = pipeline.report_dir(cfg, Snapshot.of(date)) / "summary.json"
     typer.echo(pipeline.format_summary(json.loads(summary.read_text())))
     typer.echo(f"summary: {cfg.paths.reports / 'latest' / 'summary.json'}")
     _warn_paused(cfg)

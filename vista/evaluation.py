@@ -13,7 +13,6 @@ them into the report.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import time
 from typing import Any
@@ -23,6 +22,7 @@ import pandas as pd
 
 from vista.core.config import EvaluationConfig, VistaConfig
 from vista.core.errors import SettingError
+from vista.core.snapshot import Snapshot
 
 METRICS = ("auc", "gauc", "log_loss", "ne")
 # the history-blind ranker: the floor of headroom captured (when it is evaluated)
@@ -157,7 +157,7 @@ def carry_entity_columns(got: pd.DataFrame, entity_df: pd.DataFrame) -> pd.DataF
     return got.merge(entity_df[["impression_id", *missing]], on="impression_id", how="left")
 
 
-def evaluation_frames(cfg: VistaConfig, as_of: dt.datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluation_frames(cfg: VistaConfig, as_of: Snapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) from Feast: every feature any variant reads, point-in-time."""
     from vista import features, pipeline
 
@@ -230,7 +230,7 @@ def choose_pooling(train, cfg: VistaConfig, spec, progress: bool, summarizer=Non
 
 def evaluate_rankers(
     cfg: VistaConfig,
-    as_of: dt.datetime,
+    as_of: Snapshot,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate each configured variant ``cfg.ranker.seeds`` times; the result
@@ -286,7 +286,7 @@ def evaluate_rankers(
             "scoring_cost": scoring_cost(first_model, tuple(cfg.ranker.cost_history_lengths)),
         }
     result: dict[str, Any] = {
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "train_rows": len(train),
         "eval_rows": len(test),
         "seeds": cfg.ranker.seeds,

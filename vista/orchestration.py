@@ -127,13 +127,14 @@ def run_config(context):
     and its logical date, in that order."""
     from vista import pipeline
     from vista.core.config import load_config
+    from vista.core.snapshot import Snapshot
 
     params, extra = context.get("params") or {}, _triggering_extra(context)
     cfg = load_config(params.get("profile") or os.environ.get("VISTA_PROFILE")
                       or extra.get("profile") or None)  # fmt: skip
     chosen = (params.get("as_of") or extra.get("as_of") or context.get("logical_date")
               or pipeline.default_as_of(cfg))  # fmt: skip
-    return cfg, pipeline.as_of_datetime(chosen)
+    return cfg, Snapshot.of(chosen)
 
 
 def run_step(step: str, **kwargs) -> dict:
@@ -164,7 +165,7 @@ def announce(name: str, result: dict | None = None) -> None:
     cfg, as_of = run_config(context)
     figures = {k: v for k, v in (result or {}).items() if isinstance(v, int | float | str)}
     context["outlet_events"][asset(name)].extra = {
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "profile": cfg.profile_ref,
         **{k: figures[k] for k in sorted(figures)[:12]},
     }

@@ -39,25 +39,12 @@ from vista.core.names import (
     QUARANTINE,
     SUMMARIES,
 )
+from vista.core.snapshot import Snapshot
 
 GENERATOR_META_KEY = "vista.generator"
 
 
 # ---------------------------------------------------------------- dates and folders
-def as_of_datetime(as_of: str | dt.date | dt.datetime) -> dt.datetime:
-    """Snapshots are taken at midnight UTC of the run date."""
-    if isinstance(as_of, str):
-        try:
-            as_of = dt.date.fromisoformat(as_of[:10])
-        except ValueError:
-            raise SettingError(
-                f"as_of must be a date like 2026-10-29, got {as_of!r}: pass --as-of YYYY-MM-DD"
-            ) from None
-    if isinstance(as_of, dt.datetime):
-        as_of = as_of.astimezone(dt.UTC).date()
-    return dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
-
-
 def default_as_of(cfg: VistaConfig) -> str:
     """The run date whose snapshot precedes the impressions: the generator's cutoff, the
     source's ``cutoff_date``, or for a per-user split without one the day after the last
@@ -69,8 +56,8 @@ def default_as_of(cfg: VistaConfig) -> str:
     return cfg.generator.cutoff.date().isoformat()
 
 
-def report_dir(cfg: VistaConfig, as_of: dt.datetime) -> Path:
-    return cfg.paths.reports / as_of.date().isoformat()
+def report_dir(cfg: VistaConfig, as_of: Snapshot) -> Path:
+    return cfg.paths.reports / as_of.iso
 
 
 def checkpoint_dir(cfg: VistaConfig) -> Path:
@@ -125,14 +112,14 @@ STEP_KEYS = {
 }
 
 
-def record_step(cfg: VistaConfig, as_of: dt.datetime, step: str, result: dict) -> Path:
+def record_step(cfg: VistaConfig, as_of: Snapshot, step: str, result: dict) -> Path:
     """reports/<as_of>/steps/<key>.json: what each step of the date's run returned, so
     the run summary can be written by whichever DAG finishes the chain."""
     return _write_json(report_dir(cfg, as_of) / "steps" / f"{STEP_KEYS.get(step, step)}.json",
                        result)  # fmt: skip
 
 
-def recorded_steps(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def recorded_steps(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     folder = report_dir(cfg, as_of) / "steps"
     rank = {key: i for i, key in enumerate(STEP_KEYS.values())}
     found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
@@ -148,12 +135,12 @@ def _data_is_current(cfg: VistaConfig, fingerprint: str) -> bool:
 
 
 def generate_data(
-    cfg: VistaConfig, as_of: dt.datetime | None = None, force: bool = False
+    cfg: VistaConfig, as_of: Snapshot | None = None, force: bool = False
 ) -> dict[str, Any]:
     """Write the ``events`` and ``impressions`` tables: synthetic (unless tables made
     from the same settings are already there), or ingested from the profile's source."""
     if cfg.source is not None:
-        return ingest_source(cfg, as_of or as_of_datetime(default_as_of(cfg)), force)
+        return ingest_source(cfg, as_of or Snapshot.of(default_as_of(cfg)), force)
     from sources.synthetic import EVENTS_SCHEMA, generate
 
     fingerprint = json.dumps(cfg.generator.model_dump(mode="json"), sort_keys=True)
@@ -185,7 +172,7 @@ def generate_data(
     }
 
 
-def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> dict[str, Any]:
+def ingest_source(cfg: VistaConfig, as_of: Snapshot, force: bool = False) -> dict[str, Any]:
     """The source's files -> ``events`` (+ labelled ``impressions``) and ``quarantine``.
 
     Exactly once per delivery (a file's content): the events commit records each file's
@@ -215,11 +202,11 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     return ingest_files(cfg, as_of, found.files, found.skipped)
 
 
-def new_ingest_run(as_of: dt.datetime, now: dt.datetime) -> str:
+def new_ingest_run(as_of: Snapshot, now: dt.datetime) -> str:
     """An id for one ingest run: the run date, the time and a random suffix."""
     import uuid
 
-    return f"{as_of.date().isoformat()}/{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return f"{as_of.iso}/{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def _quarantine_txn(key: str) -> str:
@@ -288,7 +275,7 @@ def _stored_conflicts(good: pd.DataFrame, source, events_path, impressions_path)
 
 def ingest_files(
     cfg: VistaConfig,
-    as_of: dt.datetime,
+    as_of: Snapshot,
     files: list[Path],
     skipped: list[tuple[str, str]] = (),
     replay: bool = False,
@@ -322,7 +309,7 @@ def ingest_files(
     started = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
     run = new_ingest_run(as_of, now)
-    date = as_of.date().isoformat()
+    date = as_of.iso
     unreadable: dict[Path, str] = {}
     keys: dict[Path, str] = {}
     for path in files:
@@ -501,7 +488,7 @@ def _events_problem(cfg, frame, commits, now, allowed, skew, exc) -> str:
     )
 
 
-def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def validate_events(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """The events and impressions suites (critical) and, for an ingested source, the
     quarantine suite on the rows this run set aside (warns).
 
@@ -528,7 +515,7 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     else:
         allowed = allowed_event_types(cfg.source)
         skew = cfg.source.max_clock_skew_seconds
-        commits = ingest_commits(events_path, as_of.date().isoformat())
+        commits = ingest_commits(events_path, as_of.iso)
         events = rows_added(events_path, commits)
         stored = sum(lake.open_table(events_path).get_add_actions(flatten=True)
                      .column("num_records").to_pylist())  # fmt: skip
@@ -554,7 +541,7 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     quarantine = cfg.paths.table(QUARANTINE)
     if cfg.source is None or not lake.table_exists(quarantine):
         return outcome
-    rows = lake.read_arrow(quarantine, filters=_partition_filter(as_of, INGEST_DATE))
+    rows = lake.read_arrow(quarantine, filters=as_of.partition_filter(INGEST_DATE))
     frame = quarantine_frame(rows.to_pandas())
     checked = run_suite(quarantine_suite(list(REASONS)), frame, report_dir(cfg, as_of))
     by_reason = rows.group_by("reason").aggregate([("reason", "count")]).to_pylist()
@@ -578,31 +565,31 @@ def _inputs(**values: Any) -> str:
     return json.dumps(values, sort_keys=True, default=str)
 
 
-def _built_from(path: Path, as_of: dt.datetime, inputs: str) -> dict | None:
+def _built_from(path: Path, as_of: Snapshot, inputs: str) -> dict | None:
     """The commit that wrote ``as_of``'s partition, if it was made from these inputs:
     a rerun with unchanged inputs then commits nothing (same content, same version)."""
-    commit = lake.partition_commit(path, PARTITION_COL, as_of.date().isoformat())
+    commit = lake.partition_commit(path, PARTITION_COL, as_of.iso)
     return commit if commit is not None and commit.get(INPUTS_KEY) == inputs else None
 
 
-def _partition_version(path: Path, as_of: dt.datetime | str | None) -> int | None:
+def _partition_version(path: Path, as_of: Snapshot | str | None) -> int | None:
     if as_of is None:
         return None
-    day = as_of if isinstance(as_of, str) else as_of.date().isoformat()
+    day = as_of if isinstance(as_of, str) else as_of.iso
     commit = lake.partition_commit(path, PARTITION_COL, day)
     return None if commit is None else commit["version"]
 
 
-def previous_snapshot(path: Path, as_of: dt.datetime) -> str | None:
+def previous_snapshot(path: Path, as_of: Snapshot) -> str | None:
     """The latest as_of_date partition strictly before ``as_of``, if any."""
     if not lake.table_exists(path):
         return None
     dates = [p[PARTITION_COL] for p in lake.open_table(path).partitions()]
-    earlier = [d for d in dates if d < as_of.date().isoformat()]
+    earlier = [d for d in dates if d < as_of.iso]
     return max(earlier) if earlier else None
 
 
-def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[str, Any]:
+def build_histories(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str, Any]:
     """Snapshot of every user's history before ``as_of``: incremental from the previous
     snapshot when there is one (unless ``full``), from all events otherwise."""
     from spark_jobs.histories import build_user_histories, update_user_histories
@@ -625,15 +612,15 @@ def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) ->
     else:
         snapshot = lake.spark_read(spark, path).where(f"{PARTITION_COL} = '{previous}'")
         histories = update_user_histories(
-            snapshot, events, as_of_datetime(previous), as_of, cfg.histories.max_history
+            snapshot, events, Snapshot.of(previous), as_of, cfg.histories.max_history
         )
     version = lake.spark_replace_partition(
-        histories, path, PARTITION_COL, as_of.date().isoformat(),
+        histories, path, PARTITION_COL, as_of.iso,
         metadata={"vista.previous_snapshot": previous or "", INPUTS_KEY: inputs},
     )  # fmt: skip
     seconds = time.perf_counter() - started
     stats = _partition_stats(path, as_of)
-    updated = lake.read_arrow(path, filters=_partition_filter(as_of), columns=["updated"])
+    updated = lake.read_arrow(path, filters=as_of.partition_filter(), columns=["updated"])
     return {
         "table_version": version,
         "mode": mode,
@@ -643,7 +630,7 @@ def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) ->
     }
 
 
-def validate_histories(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def validate_histories(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """The critical histories suite on per-user checks computed in Spark (the arrays of
     a 1M-event user never reach pandas)."""
     from spark_jobs.histories import history_checks
@@ -652,21 +639,15 @@ def validate_histories(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
 
     spark = _spark(cfg)
     snapshot = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
-        f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
+        f"{PARTITION_COL} = '{as_of.iso}'"
     )
     checks = history_checks(snapshot, as_of).toPandas()
     suite = histories_suite(cfg.histories.max_history)
     return run_suite(suite, checks, report_dir(cfg, as_of)).to_dict()
 
 
-def _partition_filter(
-    as_of: dt.datetime, column: str = PARTITION_COL
-) -> list[tuple[str, str, str]]:
-    return [(column, "=", as_of.date().isoformat())]
-
-
-def _partition_stats(path: Path, as_of: dt.datetime) -> dict[str, Any]:
-    lengths = lake.read_arrow(path, filters=_partition_filter(as_of), columns=["history_length"])
+def _partition_stats(path: Path, as_of: Snapshot) -> dict[str, Any]:
+    lengths = lake.read_arrow(path, filters=as_of.partition_filter(), columns=["history_length"])
     values = lengths.column("history_length").to_numpy()
     return {
         "users": len(values),
@@ -675,16 +656,16 @@ def _partition_stats(path: Path, as_of: dt.datetime) -> dict[str, Any]:
     }
 
 
-def read_histories(cfg: VistaConfig, as_of: dt.datetime) -> pd.DataFrame:
-    table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=_partition_filter(as_of))
+def read_histories(cfg: VistaConfig, as_of: Snapshot) -> pd.DataFrame:
+    table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=as_of.partition_filter())
     if table.num_rows == 0:
         raise lake.TableNotFoundError(
-            f"no histories for as_of {as_of.date()}: run build_histories for that date first"
+            f"no histories for as_of {as_of.iso}: run build_histories for that date first"
         )
     return table.to_pandas()
 
 
-def build_raw_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def build_raw_features(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """The baselines' raw-history features of the ``as_of`` snapshot: each user's tail
     (DIN, full attention) and per-category recent items (SIM), as Delta tables."""
     from spark_jobs import raw_features as raw
@@ -696,17 +677,17 @@ def build_raw_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     done = [_built_from(p, as_of, inputs) for p in (tail_path, category_path)]
     spark = _spark(cfg)
     histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
-        f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
+        f"{PARTITION_COL} = '{as_of.iso}'"
     )
     started = time.perf_counter()
-    day, meta = as_of.date().isoformat(), {INPUTS_KEY: inputs}
+    day, meta = as_of.iso, {INPUTS_KEY: inputs}
     tails = done[0]["version"] if done[0] else lake.spark_replace_partition(
         raw.history_tails(histories, as_of, tail_length), tail_path, PARTITION_COL, day, meta
     )  # fmt: skip
     categories = done[1]["version"] if done[1] else lake.spark_replace_partition(
         raw.category_histories(histories, as_of, 100), category_path, PARTITION_COL, day, meta
     )  # fmt: skip
-    pairs = lake.read_arrow(cfg.paths.table(CATEGORY_HISTORIES), filters=_partition_filter(as_of),
+    pairs = lake.read_arrow(cfg.paths.table(CATEGORY_HISTORIES), filters=as_of.partition_filter(),
                             columns=["user_id"]).num_rows  # fmt: skip
     quality = validate_raw_features(cfg, as_of, tail_length)
     return {
@@ -720,13 +701,13 @@ def build_raw_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     }
 
 
-def validate_raw_features(cfg: VistaConfig, as_of: dt.datetime, tail_length: int) -> dict:
+def validate_raw_features(cfg: VistaConfig, as_of: Snapshot, tail_length: int) -> dict:
     """The critical raw-features suite on the date's two tables (checked in Spark)."""
     from spark_jobs import raw_features as raw
     from validation.checkpoints import run_suite
     from validation.suites import raw_features_suite
 
-    spark, day = _spark(cfg), as_of.date().isoformat()
+    spark, day = _spark(cfg), as_of.iso
     tails, categories = (
         lake.spark_read(spark, cfg.paths.table(t)).where(f"{PARTITION_COL} = '{day}'")
         for t in (HISTORY_TAIL, CATEGORY_HISTORIES)
@@ -736,11 +717,11 @@ def validate_raw_features(cfg: VistaConfig, as_of: dt.datetime, tail_length: int
 
 
 # ---------------------------------------------------------------- 3. summarizer
-def impression_windows(cfg: VistaConfig, as_of: dt.datetime) -> tuple[list[str], list[str]]:
+def impression_windows(cfg: VistaConfig, as_of: Snapshot) -> tuple[list[str], list[str]]:
     """Impression dates on or after ``as_of``: all but the last ``eval_days`` train,
     the last ``eval_days`` evaluate (a later time window)."""
     dates = sorted(lake.open_table(cfg.paths.table(IMPRESSIONS)).partitions(), key=str)
-    days = sorted({p[IMPRESSION_DATE] for p in dates if p[IMPRESSION_DATE] >= str(as_of.date())})
+    days = sorted({p[IMPRESSION_DATE] for p in dates if p[IMPRESSION_DATE] >= as_of.iso})
     eval_days = cfg.ranker.eval_days
     if len(days) <= eval_days:
         per_user = cfg.source is not None and cfg.source.split == "per_user"
@@ -774,7 +755,7 @@ def read_impressions(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
 
 
 def train_summarizer(
-    cfg: VistaConfig, as_of: dt.datetime, progress: bool = True, retrain: bool = False
+    cfg: VistaConfig, as_of: Snapshot, progress: bool = True, retrain: bool = False
 ) -> dict:
     """Train the source model on the training window; save the frozen summarizer.
 
@@ -797,15 +778,13 @@ def train_summarizer(
     started = time.perf_counter()
     # an interrupted run for the same date and settings resumes from here
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    resume = checkpoint_dir(cfg) / "training" / f"{as_of.date()}-{key}.pt"
+    resume = checkpoint_dir(cfg) / "training" / f"{as_of.iso}-{key}.pt"
     model, curve = fit(
-        histories, impressions, int(as_of.timestamp() * 1e6), cfg.summarizer, progress,
+        histories, impressions, as_of.micros, cfg.summarizer, progress,
         checkpoint=resume,
     )  # fmt: skip
     version = model.version()
-    path = save_checkpoint(
-        model, checkpoint_dir(cfg) / f"{version}.pt", extra={"as_of": str(as_of.date())}
-    )
+    path = save_checkpoint(model, checkpoint_dir(cfg) / f"{version}.pt", extra={"as_of": as_of.iso})
     _write_json(pointer, {"version": version, "path": str(path), "settings": settings})
     # finished: a later retrain must start afresh, not "resume" a completed run
     resume.unlink(missing_ok=True)
@@ -851,7 +830,7 @@ def summarizer_versions(cfg: VistaConfig) -> list[str]:
 
 
 # ---------------------------------------------------------------- 4. summaries
-def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[str, Any]:
+def summarize(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str, Any]:
     """Summaries for the ``as_of`` snapshot. Users whose history did not change since the
     previous snapshot keep the summary made then by the same summarizer version (stamped
     with the new ``as_of``); everyone else, and everyone after a version change, is
@@ -878,7 +857,7 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
                 "stored_bytes": _partition_bytes(path, as_of), **_partition_stats(path, as_of)}  # fmt: skip
     spark = _spark(cfg)
     histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
-        f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
+        f"{PARTITION_COL} = '{as_of.iso}'"
     )
     started, run_started_at = time.perf_counter(), dt.datetime.now(dt.UTC)
     to_summarize, carried = histories, None
@@ -895,7 +874,7 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
         summaries,
         path,
         PARTITION_COL,
-        as_of.date().isoformat(),
+        as_of.iso,
         metadata={
             "vista.summarizer_version": current["version"],
             "vista.summary_codec": codec,
@@ -905,7 +884,7 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
     seconds = time.perf_counter() - started
     stats = _partition_stats(path, as_of)
     # carried rows keep the created_timestamp of the run that computed them
-    made = lake.read_arrow(path, filters=_partition_filter(as_of), columns=["created_timestamp"])
+    made = lake.read_arrow(path, filters=as_of.partition_filter(), columns=["created_timestamp"])
     carried_users = int(pc.sum(pc.less(made["created_timestamp"], run_started_at)).as_py() or 0)
     return {
         "table_version": version,
@@ -921,26 +900,24 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
     }
 
 
-def _partition_bytes(path: Path, as_of: dt.datetime) -> int:
+def _partition_bytes(path: Path, as_of: Snapshot) -> int:
     """Bytes on disk of one partition's data files."""
-    partition = f"/{PARTITION_COL}={as_of.date().isoformat()}/"
+    partition = f"/{PARTITION_COL}={as_of.iso}/"
     files = [uri for uri in lake.open_table(path).file_uris() if partition in uri]
     return sum(Path(uri.removeprefix("file://")).stat().st_size for uri in files)
 
 
-def read_summaries(
-    cfg: VistaConfig, as_of: dt.datetime, version: str | None = None
-) -> pd.DataFrame:
+def read_summaries(cfg: VistaConfig, as_of: Snapshot, version: str | None = None) -> pd.DataFrame:
     """One snapshot's summaries, decoded: ``summary`` holds the K*D float32 tokens."""
     from vista.core.summary_codec import decode_frame
 
     path = summaries_path(cfg, version)
-    frame = lake.read_arrow(path, filters=_partition_filter(as_of)).to_pandas()
+    frame = lake.read_arrow(path, filters=as_of.partition_filter()).to_pandas()
     decoded = decode_frame(frame, cfg.summarizer.n_seeds, cfg.summarizer.dim)
     return frame.assign(summary=list(decoded))
 
 
-def validate_summaries(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def validate_summaries(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """The critical summaries suite, then the drift of summary statistics against the
     previous snapshot of the same summarizer version (warns)."""
     from validation import suites
@@ -954,7 +931,7 @@ def validate_summaries(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     previous_date = previous_snapshot(summaries_path(cfg), as_of)
     drift: dict[str, Any] = {"statistics": current, "previous_snapshot": previous_date}
     if previous_date is not None:
-        before = suites.summaries_frame(read_summaries(cfg, as_of_datetime(previous_date)), k)
+        before = suites.summaries_frame(read_summaries(cfg, Snapshot.of(previous_date)), k)
         table = suites.drift_frame(current, suites.summary_statistics(before))
         checked = run_suite(suites.summary_drift_suite(cfg.features.max_summary_drift), table,
                             report_dir(cfg, as_of))  # fmt: skip
@@ -964,7 +941,7 @@ def validate_summaries(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- 5. features
-def publish_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def publish_features(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """feast apply, then materialize summaries up to the end of ``as_of``'s day."""
     from vista import features
 
@@ -990,9 +967,7 @@ def publish_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- 6. ranker
-def training_set(
-    cfg: VistaConfig, days: list[str], as_of: dt.datetime | None = None
-) -> pd.DataFrame:
+def training_set(cfg: VistaConfig, days: list[str], as_of: Snapshot | None = None) -> pd.DataFrame:
     """Impressions of ``days`` joined point-in-time with their summaries via Feast; with
     ``as_of``, cold-start rows are marked (``mark_cold_start``)."""
     from vista import features
@@ -1005,9 +980,9 @@ def training_set(
     return frame.sort_values("impression_id").reset_index(drop=True)
 
 
-def snapshot_users(cfg: VistaConfig, as_of: dt.datetime) -> np.ndarray:
+def snapshot_users(cfg: VistaConfig, as_of: Snapshot) -> np.ndarray:
     """Users with at least one event before ``as_of`` (the histories snapshot's rows)."""
-    table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=_partition_filter(as_of),
+    table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=as_of.partition_filter(),
                             columns=["user_id"])  # fmt: skip
     return table.column("user_id").to_numpy()
 
@@ -1027,7 +1002,7 @@ def mark_cold_start(frame: pd.DataFrame, users_with_history: np.ndarray) -> pd.D
 
 
 def validate_training_set(
-    cfg: VistaConfig, as_of: dt.datetime, train: pd.DataFrame, test: pd.DataFrame
+    cfg: VistaConfig, as_of: Snapshot, train: pd.DataFrame, test: pd.DataFrame
 ) -> dict[str, Any]:
     """The critical training-set suite on the Feast frames, before any training. A
     coverage below features.min_summary_coverage fails with a first line that says what
@@ -1052,19 +1027,19 @@ def validate_training_set(
     return {**outcome, "cold_start_rows": cold, "rows_with_history": with_history}
 
 
-def ttl_problem(cfg: VistaConfig, as_of: dt.datetime, days: list[str], rows: int) -> str:
+def ttl_problem(cfg: VistaConfig, as_of: Snapshot, days: list[str], rows: int) -> str:
     """One line: no impression of a user with a history found a summary in time."""
     needed = (dt.date.fromisoformat(days[-1]) - as_of.date()).days + 1
     return (
         f"none of the {rows} evaluation impressions ({days[0]} .. {days[-1]}) of users with a "
-        f"history has a summary from as_of {as_of.date()}: features.ttl_days="
+        f"history has a summary from as_of {as_of.iso}: features.ttl_days="
         f"{cfg.features.ttl_days} is shorter than their distance from the snapshot; this data "
         f"needs features.ttl_days >= {needed} (or an as_of just before the impressions)"
     )
 
 
 def train_and_evaluate_ranker(
-    cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
+    cfg: VistaConfig, as_of: Snapshot, progress: bool = True
 ) -> dict[str, Any]:
     """ranker_v1 (the VISTA ranker on the summary tokens alone), trained on the training
     days and evaluated on the later ``eval_days``; ``vista report`` compares baselines."""
@@ -1108,7 +1083,7 @@ def train_and_evaluate_ranker(
 
 
 def save_ranker_artifact(
-    cfg: VistaConfig, as_of: dt.datetime, model, metrics: dict[str, Any]
+    cfg: VistaConfig, as_of: Snapshot, model, metrics: dict[str, Any]
 ) -> dict[str, Any]:
     """Save ranker_v1 with the summarizer version it read, and point serving at it.
 
@@ -1117,12 +1092,12 @@ def save_ranker_artifact(
     from models.ranker import save_ranker
 
     version = current_summarizer(cfg)["version"]
-    path = ranker_dir(cfg) / f"ranker_v1-{version}-{as_of.date().isoformat()}.pt"
+    path = ranker_dir(cfg) / f"ranker_v1-{version}-{as_of.iso}.pt"
     pointer = {
         "name": "ranker_v1",
         "path": str(path),
         "summarizer_version": version,
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "metrics": metrics,
     }
@@ -1131,9 +1106,7 @@ def save_ranker_artifact(
     return pointer
 
 
-def evaluate_and_report(
-    cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
-) -> dict[str, Any]:
+def evaluate_and_report(cfg: VistaConfig, as_of: Snapshot, progress: bool = True) -> dict[str, Any]:
     """Every ranker variant x seeds on the Feast evaluation set -> reports/<as_of>/report.md
     (tables and plots); returns the headline figures and the files written."""
     from vista.evaluation import evaluate_rankers
@@ -1141,9 +1114,7 @@ def evaluate_and_report(
 
     started = time.perf_counter()
     evaluation = evaluate_rankers(cfg, as_of, progress)
-    title = (
-        f"Ranker evaluation: VISTA against raw-history baselines ({cfg.profile}, {as_of.date()})"
-    )
+    title = f"Ranker evaluation: VISTA against raw-history baselines ({cfg.profile}, {as_of.iso})"
     files = write_report(report_dir(cfg, as_of), evaluation, title)
     headline = {
         name: {bucket: cell["auc"]["mean"] for bucket, cell in v["summary"].items()}
@@ -1157,7 +1128,7 @@ def evaluate_and_report(
 
 # ---------------------------------------------------------------- 7. report
 def write_summary(
-    cfg: VistaConfig, as_of: dt.datetime, steps: dict[str, Any] | None = None
+    cfg: VistaConfig, as_of: Snapshot, steps: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """reports/<as_of>/summary.json (every step recorded for the date, plus ``steps``),
     copied to reports/latest/summary.json."""
@@ -1165,7 +1136,7 @@ def write_summary(
     ranker = steps.get("ranker", {})
     metrics = ranker.get("metrics", {})
     payload = {
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "profile": cfg.profile,
         "written_at": dt.datetime.now(dt.UTC).isoformat(),
         "headline": {

@@ -19,6 +19,7 @@ import pandas as pd
 from vista import pipeline
 from vista.core import lake
 from vista.core.config import VistaConfig
+from vista.core.snapshot import Snapshot
 
 FILTERS = ("reason", "source_file", "ingest_run", "ingest_date")
 
@@ -65,7 +66,7 @@ def export_csv(frame: pd.DataFrame, out: Path) -> Path:
     return out
 
 
-def replay(cfg: VistaConfig, corrected: Path, as_of: dt.datetime) -> dict[str, Any]:
+def replay(cfg: VistaConfig, corrected: Path, as_of: Snapshot) -> dict[str, Any]:
     """Ingest a corrected file (the source's columns and format) through the same
     validating path, exactly once per content; its still-bad rows go to quarantine as
     rows of this new delivery."""
@@ -78,7 +79,7 @@ def replay(cfg: VistaConfig, corrected: Path, as_of: dt.datetime) -> dict[str, A
     return {"replayed": str(corrected), **result}
 
 
-def evict(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def evict(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """Move every ``events`` row that the events suite rejects (e.g. a negative id stored
     by an older version) into quarantine (reason rejected_by_suite), then delete them
     from ``events``: two commits, the quarantine one first and recorded against the
@@ -110,7 +111,7 @@ def evict(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
             "raw": [json.dumps(r, default=str) for r in records],
         })  # fmt: skip
         run = pipeline.new_ingest_run(as_of, now)
-        rows_table = quarantine_table(frame, str(events_path), now, as_of.date().isoformat(),
+        rows_table = quarantine_table(frame, str(events_path), now, as_of.iso,
                                       key, run)  # fmt: skip
         pipeline._append_quarantine(quarantine_path, rows_table, [key],
                                     {"vista.ingest_run": run, "vista.evicted_from": str(version)})  # fmt: skip
