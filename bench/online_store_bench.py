@@ -77,9 +77,9 @@ def summaries_table(n_users: int, k: int, d: int, as_of: dt.datetime, seed: int 
 
 def publish(cfg, as_of: dt.datetime):
     """apply + materialize the summary view; returns (store, materialize seconds)."""
-    from vista import features, pipeline
+    from vista import features, state
 
-    pointer = pipeline.checkpoint_dir(cfg) / "current.json"
+    pointer = state.checkpoint_dir(cfg) / "current.json"
     pointer.parent.mkdir(parents=True, exist_ok=True)
     pointer.write_text(json.dumps({"version": SUMMARIZER_VERSION}))
     store = features.apply_repo(cfg)

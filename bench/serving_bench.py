@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from devservers.ports import free_port
+from vista.core import names
 from vista.core.snapshot import Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +181,6 @@ def time_full_attention(cfg, as_of, users: dict, requests: int, seed: int) -> li
 
     from models.ranker import Ranker, score_one_user
     from models.summarizer import item_index
-    from vista import pipeline
     from vista.core import lake
     from vista.evaluation import ranker_spec
 
@@ -189,7 +189,7 @@ def time_full_attention(cfg, as_of, users: dict, requests: int, seed: int) -> li
     model = Ranker(spec, cfg.ranker).eval()
     rng = np.random.default_rng(seed)
     rows = []
-    path = cfg.paths.table(pipeline.HISTORIES)
+    path = cfg.paths.table(names.HISTORIES)
     for label, (user, length) in users.items():
         read = []
         for _ in range(3):

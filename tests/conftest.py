@@ -58,11 +58,11 @@ def served_ranker_auc(cfg, as_of: str) -> float:
     from sklearn.metrics import roc_auc_score
 
     from models.ranker import load_ranker, score
-    from vista import pipeline
+    from vista import pipeline, state
 
-    pointer = json.loads((pipeline.ranker_dir(cfg) / "current.json").read_text())
+    pointer = json.loads((state.ranker_dir(cfg) / "current.json").read_text())
     model, _ = load_ranker(pointer["path"])
-    _, eval_days = pipeline.impression_windows(cfg, Snapshot.of(as_of))
+    _, eval_days = state.impression_windows(cfg, Snapshot.of(as_of))
     frame = pipeline.training_set(cfg, eval_days)
-    labels = pipeline.read_impressions(cfg, eval_days).set_index("impression_id")["label"]
+    labels = state.read_impressions(cfg, eval_days).set_index("impression_id")["label"]
     return float(roc_auc_score(labels.loc[frame["impression_id"]], score(model, frame)))

@@ -37,7 +37,7 @@ def prepare_root(root: Path, dates: list[str]) -> None:
 
     from models.summarizer import build_summarizer, save_checkpoint
     from sources.synthetic import generate
-    from vista import pipeline
+    from vista import state
 
     cfg = workload_config(root)
     events = pd.concat([e.to_pandas() for e, _ in generate(cfg.generator)], ignore_index=True)
@@ -55,8 +55,8 @@ def prepare_root(root: Path, dates: list[str]) -> None:
     torch.manual_seed(0)
     model = build_summarizer(cfg.summarizer).eval()
     version = model.version()
-    path = save_checkpoint(model, pipeline.checkpoint_dir(cfg) / f"{version}.pt")
-    pointer = pipeline.checkpoint_dir(cfg) / "current.json"
+    path = save_checkpoint(model, state.checkpoint_dir(cfg) / f"{version}.pt")
+    pointer = state.checkpoint_dir(cfg) / "current.json"
     pointer.write_text(json.dumps({"version": version, "path": str(path),
                                    "settings": cfg.summarizer.model_dump(mode="json")}))  # fmt: skip
 
@@ -67,7 +67,7 @@ def run(root: Path, as_of: str) -> None:
     cfg = workload_config(root)
     day = Snapshot.of(as_of)
     for step in STEPS:
-        result = getattr(pipeline, step)(cfg, day)
+        result = pipeline.STEPS[step](cfg, day)
         print(json.dumps({"step": step, "at": dt.datetime.now(dt.UTC).isoformat(),
                           "unchanged": bool(result.get("unchanged"))}), flush=True)  # fmt: skip
 

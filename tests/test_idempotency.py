@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import tiny_config
 from vista import features, pipeline
-from vista.core import lake
+from vista.core import lake, names
 from vista.core.snapshot import Snapshot
 
 
@@ -44,7 +44,7 @@ def run_every_step(cfg, as_of) -> dict:
     for step in pipeline.STEP_KEYS:
         if step == "evaluate_and_report":
             continue
-        results[step] = getattr(pipeline, step)(cfg, as_of)
+        results[step] = pipeline.STEPS[step](cfg, as_of)
     return results
 
 
@@ -76,7 +76,7 @@ def test_new_events_make_the_rerun_rebuild_that_date(tmp_path, spark):
     as_of = Snapshot.of(pipeline.default_as_of(cfg))
     pipeline.generate_data(cfg)
     first = pipeline.build_histories(cfg, as_of)
-    events = cfg.paths.table(pipeline.EVENTS)
+    events = cfg.paths.table(names.EVENTS)
     late = lake.read_arrow(events).slice(0, 1).to_pandas()
     late["item_id"] = 4_999
     late["event_timestamp"] = pd.Timestamp(as_of) - pd.Timedelta(hours=1)

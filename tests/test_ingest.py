@@ -10,7 +10,7 @@ import pytest
 
 from sources.ingest import REASONS, SourceError
 from tests.conftest import tiny_config
-from vista import pipeline
+from vista import pipeline, state
 from vista.core import lake
 from vista.core.snapshot import Snapshot
 
@@ -265,7 +265,7 @@ def test_quarantine_counts_reach_the_data_quality_report(tmp_path):
     assert not quarantine["critical"]
     assert quarantine["by_reason"] == {"unparsable": 1, "unknown_event_type": 1,
                                        "negative_timestamp": 1}  # fmt: skip
-    docs = (pipeline.report_dir(cfg, AS_OF) / "data_docs").rglob("*.html")
+    docs = (state.report_dir(cfg, AS_OF) / "data_docs").rglob("*.html")
     page = next(p for p in docs if "quarantine" in p.read_text() and "validations" in str(p))
     text = page.read_text()
     assert "unknown_event_type" in text
@@ -295,6 +295,6 @@ def test_an_unreadable_file_is_named_in_the_data_docs(tmp_path):
     pipeline.ingest_source(cfg, AS_OF)
     outcome = pipeline.validate_events(cfg, AS_OF)
     assert outcome["quarantine"]["files_unreadable"] == [str(folder / "b.parquet")]
-    docs = (pipeline.report_dir(cfg, AS_OF) / "data_docs").rglob("*.html")
+    docs = (state.report_dir(cfg, AS_OF) / "data_docs").rglob("*.html")
     page = next(p for p in docs if "quarantine" in p.read_text() and "validations" in str(p))
     assert "b.parquet" in page.read_text()

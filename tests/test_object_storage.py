@@ -15,7 +15,7 @@ from deltalake.exceptions import CommitFailedError
 
 from devservers.s3_server import CREDENTIALS, REGION, local_s3_server, storage_options
 from vista import pipeline
-from vista.core import lake
+from vista.core import lake, names
 from vista.core.config import PROJECT_ROOT, ConfigError, TableLocation, load_config
 from vista.core.snapshot import Snapshot
 
@@ -198,7 +198,7 @@ def test_ingest_to_s3_equals_ingest_to_local_disk(s3, s3_root, tmp_path):
         k: v for k, v in on_disk.items() if k not in drop
     }
     assert (on_s3["events"], on_s3["quarantined"], on_s3["impressions"]) == (4, 1, 2)
-    for name in (pipeline.EVENTS, pipeline.IMPRESSIONS, pipeline.QUARANTINE):
+    for name in (names.EVENTS, names.IMPRESSIONS, names.QUARANTINE):
         pd.testing.assert_frame_equal(frame(remote, name), frame(local, name))
         assert f"{name}/_delta_log/00000000000000000000.json" in object_keys(s3, s3_root)
     assert not (tmp_path / "state" / "lake").exists()

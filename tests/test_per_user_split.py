@@ -15,7 +15,7 @@ import pytest
 from sources.ingest import SourceError
 from sources.loaders import load_events, split_source, split_tables
 from tests.conftest import tiny_config
-from vista import pipeline
+from vista import pipeline, state
 from vista.core import lake
 from vista.core.config import ConfigError, SourceConfig
 from vista.core.snapshot import Snapshot
@@ -250,13 +250,13 @@ def test_ingest_writes_both_tables_and_refuses_a_late_file(tmp_path):
 # ---------------------------------------------------------------- errors and cold start
 def test_windows_error_names_eval_days_and_the_value_needed():
     as_of = dt.date(2026, 1, 3)
-    message = pipeline.windows_problem(["2026-01-03", "2026-01-04"], 3, as_of)
+    message = state.windows_problem(["2026-01-03", "2026-01-04"], 3, as_of)
     assert "found 2 impression day(s) on or after as_of 2026-01-03" in message
     assert "ranker.eval_days=3" in message
     assert "ranker.eval_days <= 1" in message
     assert "\n" not in message
-    assert "at least 2 impression days" in pipeline.windows_problem([], 1, as_of)
-    assert "source.per_user_share" in pipeline.windows_problem(["2026-01-05"], 1, as_of, True)
+    assert "at least 2 impression days" in state.windows_problem([], 1, as_of)
+    assert "source.per_user_share" in state.windows_problem(["2026-01-05"], 1, as_of, True)
 
 
 def test_cold_start_rows_get_history_length_zero_not_null():

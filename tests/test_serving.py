@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from devservers.ports import free_port
 from models.ranker import load_ranker, score
 from tests.bad_requests import CASES, BadRequest, doc, padded
-from vista import api_docs, cli, http_input, pipeline, serving
+from vista import api_docs, cli, http_input, pipeline, serving, state
 from vista.core.config import PROJECT_ROOT, ConfigError, ServingConfig, load_config
 
 _spec = importlib.util.spec_from_file_location("bad_input_table",
@@ -68,8 +68,8 @@ def offline_scores(model, summary, cands: list[dict]) -> np.ndarray:
 
 def test_ranker_artifact_records_the_summarizer_version_it_read(served):
     cfg, _, trained, service, _ = served
-    assert trained["artifact"]["summarizer_version"] == pipeline.current_summarizer(cfg)["version"]
-    _, metadata = load_ranker(pipeline.current_ranker(cfg)["path"])
+    assert trained["artifact"]["summarizer_version"] == state.current_summarizer(cfg)["version"]
+    _, metadata = load_ranker(state.current_ranker(cfg)["path"])
     assert metadata["summarizer_version"] == service.scorer.summarizer_version
     assert metadata["metrics"]["auc"] == trained["metrics"]["ranker_v1"]["auc"]
 
@@ -672,7 +672,7 @@ def test_vista_serve_answers_over_http(served):
                 assert server.poll() is None, server.stderr.read()[-3000:]
                 assert time.monotonic() < deadline, "vista serve did not start in 120 s"
                 time.sleep(0.5)
-        assert health.json()["summarizer_version"] == pipeline.current_summarizer(cfg)["version"]
+        assert health.json()["summarizer_version"] == state.current_summarizer(cfg)["version"]
         user = int(pipeline.read_summaries(cfg, as_of)["user_id"].iloc[0])
         response = httpx.post(f"http://127.0.0.1:{port}/score",
                               json={"user_id": user, "candidates": candidates(5)}, timeout=30)  # fmt: skip

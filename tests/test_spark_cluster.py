@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from devservers.ports import free_port
+from vista.core import names
 from vista.core.snapshot import Snapshot
 
 from .conftest import tiny_config
@@ -101,7 +102,7 @@ def test_cluster_runs_the_jobs_like_local_mode(cluster, tmp_path):
 
     # histories: identical, row for row
     day = [("as_of_date", "=", as_of.date().isoformat())]
-    histories = [lake.read_arrow(c.paths.table(pipeline.HISTORIES), filters=day).sort_by("user_id")
+    histories = [lake.read_arrow(c.paths.table(names.HISTORIES), filters=day).sort_by("user_id")
                  for c in (local, remote)]  # fmt: skip
     assert histories[0].num_rows == local.generator.n_users
     assert histories[0].equals(histories[1])

@@ -105,7 +105,7 @@ def run_arm(cfg: VistaConfig, as_of: Snapshot, stale_days: int, progress: bool) 
     the model name ``arm``) beside the JSON-ready figures."""
     from models.evaluation import metrics_by_bucket
     from models.ranker import score, train_ranker
-    from vista import features, pipeline
+    from vista import features, pipeline, state
     from vista.evaluation import aggregate_runs, frozen_summarizer, predictions_frame, ranker_spec
 
     snapshot = Snapshot.of(as_of - dt.timedelta(days=stale_days))
@@ -114,10 +114,10 @@ def run_arm(cfg: VistaConfig, as_of: Snapshot, stale_days: int, progress: bool) 
     model = pipeline.train_summarizer(cfg, as_of, progress=progress)
     summaries = pipeline.summarize(cfg, snapshot, full=True)
     store = features.apply_repo(cfg)
-    train_days, eval_days = pipeline.impression_windows(cfg, as_of)
+    train_days, eval_days = state.impression_windows(cfg, as_of)
 
     def frame(days):
-        entity_df = pipeline.read_impressions(cfg, days).drop(columns=["impression_date"])
+        entity_df = state.read_impressions(cfg, days).drop(columns=["impression_date"])
         got = features.training_frame(store, entity_df, features.FEATURE_SERVICE)
         return got.sort_values("impression_id").reset_index(drop=True)
 

@@ -123,7 +123,7 @@ def _step(name: str, profile: str | None, as_of: str | None, **kwargs) -> None:
     from vista import pipeline
 
     cfg = _config(profile)
-    _print(getattr(pipeline, name)(cfg, _as_of(cfg, as_of), **kwargs))
+    _print(pipeline.STEPS[name](cfg, _as_of(cfg, as_of), **kwargs))
 
 
 Full = Annotated[
@@ -191,7 +191,7 @@ def run(
         if name == "evaluate_and_report" and not evaluate:
             continue
         typer.echo(f"-- {name}", err=True)
-        pipeline.record_step(cfg, date, name, getattr(pipeline, name)(cfg, date))
+        pipeline.record_step(cfg, date, name, pipeline.STEPS[name](cfg, date))
     path = pipeline.write_summary(cfg, date)["path"]
     typer.echo(pipeline.format_summary(json.loads(Path(path).read_text())))
 
@@ -220,12 +220,12 @@ def ablate(
 ) -> None:
     """VISTA ablations (reconstruction loss on/off, K = 32/64/128, summaries 1 and 3 days
     stale), each arm in its own state folder: reports/<as_of>/ablations.md."""
-    from vista import ablations, pipeline
+    from vista import ablations, state
 
     cfg = _config(profile)
     date = _as_of(cfg, as_of)
     result = ablations.run_ablations(cfg, date, only=arm)
-    files = ablations.write_ablations(pipeline.report_dir(cfg, date), result)
+    files = ablations.write_ablations(state.report_dir(cfg, date), result)
     typer.echo(ablations.render_ablations(result))
     typer.echo(f"ablations: {files['ablations']}")
 
@@ -246,7 +246,7 @@ def probe(
     """Linear probes on the current summarizer's frozen summaries: event counts per
     category, planted needle items by depth, days since a category's last event, against
     history length and beside the last-100 baseline: reports/<as_of>/probes.md."""
-    from vista import pipeline, probing
+    from vista import probing, state
 
     base = _config(profile).probe
     given: dict = {"lengths": length, "depths": depth, "users": users}
@@ -258,7 +258,7 @@ def probe(
     cfg = _config(profile, {"probe": {k: v for k, v in given.items() if v is not None}})
     date = _as_of(cfg, as_of)
     result = probing.run_probes(cfg, date)
-    files = probing.write_probes(pipeline.report_dir(cfg, date), result)
+    files = probing.write_probes(state.report_dir(cfg, date), result)
     typer.echo(probing.render_probe_table(result))
     typer.echo(f"probes: {files['probes']}")
 
@@ -310,14 +310,14 @@ def dag_test(
 ) -> None:
     """Run the DAG chain (ingest -> histories -> summaries -> features -> ranker) for one
     date with `airflow dags test`, in order, as asset-triggered runs would."""
-    from vista import pipeline
+    from vista import pipeline, state
 
     cfg = _config(profile)
     date = _as_of(cfg, as_of).iso
     params = {"full_rebuild": full_rebuild, "retrain_summarizer": retrain_summarizer,
               "evaluate": evaluate, "regenerate": regenerate}  # fmt: skip
     _run_chain(cfg, date, {k: v for k, v in params.items() if v})
-    summary = pipeline.report_dir(cfg, Snapshot.of(date)) / "summary.json"
+    summary = state.report_dir(cfg, Snapshot.of(date)) / "summary.json"
     typer.echo(pipeline.format_summary(json.loads(summary.read_text())))
     typer.echo(f"summary: {cfg.paths.reports / 'latest' / 'summary.json'}")
     _warn_paused(cfg)

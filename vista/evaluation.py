@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from vista import features
 from vista.core.config import EvaluationConfig, VistaConfig
 from vista.core.errors import SettingError
+from vista.core.names import IMPRESSION_DATE
 from vista.core.snapshot import Snapshot
+from vista.state import current_summarizer, impression_windows, read_impressions
 
 METRICS = ("auc", "gauc", "log_loss", "ne")
 # the history-blind ranker: the floor of headroom captured (when it is evaluated)
@@ -159,13 +163,11 @@ def carry_entity_columns(got: pd.DataFrame, entity_df: pd.DataFrame) -> pd.DataF
 
 def evaluation_frames(cfg: VistaConfig, as_of: Snapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) from Feast: every feature any variant reads, point-in-time."""
-    from vista import features, pipeline
-
-    train_days, eval_days = pipeline.impression_windows(cfg, as_of)
+    train_days, eval_days = impression_windows(cfg, as_of)
     store = features.feature_store(cfg)
 
     def frame(days: list[str]) -> pd.DataFrame:
-        entity_df = pipeline.read_impressions(cfg, days).drop(columns=["impression_date"])
+        entity_df = read_impressions(cfg, days).drop(columns=[IMPRESSION_DATE])
         got = features.training_frame(store, entity_df, features.EVALUATION_SERVICE)
         got = carry_entity_columns(got, entity_df)
         return got.sort_values("impression_id").reset_index(drop=True)
@@ -199,10 +201,7 @@ def frozen_summarizer(cfg: VistaConfig):
     (``ranker.init_from_summarizer``); None when that is off."""
     if not cfg.ranker.init_from_summarizer:
         return None
-    from pathlib import Path
-
     from models.summarizer import load_checkpoint
-    from vista.pipeline import current_summarizer
 
     return load_checkpoint(Path(current_summarizer(cfg)["path"]), cfg.summarizer)
 

@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vista.core.names import UNKNOWN_CATEGORY
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from vista.core.config import VistaConfig
 
-# the lake's category for "none" (sources.loaders.UNKNOWN_CATEGORY; not imported: this
-# module is on the service's import path, that one brings pandas): models.summarizer's
-# item_index maps it to the ranker's unknown row
-UNKNOWN_CATEGORY = -1
 # tables whose rows carry an item's category, and the time that orders them
 ITEM_SOURCES = (("events", "event_timestamp"), ("impressions", "event_timestamp"))
 

@@ -138,7 +138,7 @@ def run_config(context):
 
 
 def run_step(step: str, **kwargs) -> dict:
-    """Call ``vista.pipeline.<step>(cfg, as_of, **kwargs)`` in a running task and record
+    """Call ``vista.pipeline.STEPS[step](cfg, as_of, **kwargs)`` in a running task and record
     its result under reports/<as_of>/steps/. Failures that a retry cannot fix (a critical
     data-quality suite, an unreadable source file) fail the task at once."""
     from airflow.exceptions import AirflowFailException
@@ -150,7 +150,7 @@ def run_step(step: str, **kwargs) -> dict:
 
     cfg, as_of = run_config(get_current_context())
     try:
-        result = getattr(pipeline, step)(cfg, as_of, **kwargs)
+        result = pipeline.STEPS[step](cfg, as_of, **kwargs)
     except (DataQualityError, SourceError) as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
     pipeline.record_step(cfg, as_of, step, result)

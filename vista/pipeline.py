@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vista import features
 from vista.core import lake
 from vista.core.config import VistaConfig
 from vista.core.errors import MissingStateError, SettingError
@@ -37,9 +39,21 @@ from vista.core.names import (
     INGEST_DATE,
     PARTITION_COL,
     QUARANTINE,
-    SUMMARIES,
 )
 from vista.core.snapshot import Snapshot
+from vista.core.summary_codec import decode_frame
+from vista.evaluation import evaluate_rankers, frozen_summarizer, ranker_spec
+from vista.report import write_report
+from vista.state import (
+    checkpoint_dir,
+    current_summarizer,
+    impression_windows,
+    ranker_dir,
+    read_impressions,
+    report_dir,
+    summaries_path,
+    write_json,
+)
 
 GENERATOR_META_KEY = "vista.generator"
 
@@ -54,38 +68,6 @@ def default_as_of(cfg: VistaConfig) -> str:
 
         return source_as_of(cfg.source).isoformat()
     return cfg.generator.cutoff.date().isoformat()
-
-
-def report_dir(cfg: VistaConfig, as_of: Snapshot) -> Path:
-    return cfg.paths.reports / as_of.iso
-
-
-def checkpoint_dir(cfg: VistaConfig) -> Path:
-    return cfg.paths.state / "models" / "summarizer"
-
-
-def ranker_dir(cfg: VistaConfig) -> Path:
-    return cfg.paths.state / "models" / "ranker"
-
-
-def current_ranker(cfg: VistaConfig) -> dict[str, Any]:
-    """The pointer to the ranker that serving loads: its file and the summarizer
-    version it was trained on."""
-    pointer = ranker_dir(cfg) / "current.json"
-    if not pointer.exists():
-        raise MissingStateError(
-            f"no trained ranker at {pointer}: run `vista train-ranker` (or the vista_ranker "
-            "DAG, or `vista run`) first"
-        )
-    return json.loads(pointer.read_text())
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
 
 
 def _spark(cfg: VistaConfig):
@@ -115,7 +97,7 @@ STEP_KEYS = {
 def record_step(cfg: VistaConfig, as_of: Snapshot, step: str, result: dict) -> Path:
     """reports/<as_of>/steps/<key>.json: what each step of the date's run returned, so
     the run summary can be written by whichever DAG finishes the chain."""
-    return _write_json(report_dir(cfg, as_of) / "steps" / f"{STEP_KEYS.get(step, step)}.json",
+    return write_json(report_dir(cfg, as_of) / "steps" / f"{STEP_KEYS.get(step, step)}.json",
                        result)  # fmt: skip
 
 
@@ -717,43 +699,6 @@ def validate_raw_features(cfg: VistaConfig, as_of: Snapshot, tail_length: int) -
 
 
 # ---------------------------------------------------------------- 3. summarizer
-def impression_windows(cfg: VistaConfig, as_of: Snapshot) -> tuple[list[str], list[str]]:
-    """Impression dates on or after ``as_of``: all but the last ``eval_days`` train,
-    the last ``eval_days`` evaluate (a later time window)."""
-    dates = sorted(lake.open_table(cfg.paths.table(IMPRESSIONS)).partitions(), key=str)
-    days = sorted({p[IMPRESSION_DATE] for p in dates if p[IMPRESSION_DATE] >= as_of.iso})
-    eval_days = cfg.ranker.eval_days
-    if len(days) <= eval_days:
-        per_user = cfg.source is not None and cfg.source.split == "per_user"
-        raise SettingError(windows_problem(days, eval_days, as_of.date(), per_user))
-    return days[:-eval_days], days[-eval_days:]
-
-
-def windows_problem(days: list[str], eval_days: int, as_of: dt.date, per_user: bool = False) -> str:
-    """One line: the impression days found, the setting, and what this data needs."""
-    found = f"{len(days)} impression day(s) on or after as_of {as_of}" + (
-        f" ({days[0]} .. {days[-1]})" if days else ""
-    )
-    if len(days) >= 2:
-        need = f"this data needs ranker.eval_days <= {len(days) - 1}"
-    elif per_user:
-        # a user's only held-out event lands on the last day: few held-out events per
-        # user leave the first days empty
-        need = ("this data needs held-out events on at least 2 days: a larger "
-                "source.per_user_share, or a lower source.min_user_events if few users "
-                "were split (the ingest's split counts say)")  # fmt: skip
-    else:
-        need = ("this data needs at least 2 impression days on or after the snapshot: an "
-                "earlier as_of (source.cutoff_date)")  # fmt: skip
-    return (f"found {found}, but ranker.eval_days={eval_days} needs more than {eval_days} "
-            f"(the last {eval_days} evaluate, the rest train): {need}")  # fmt: skip
-
-
-def read_impressions(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
-    table = lake.read_arrow(cfg.paths.table(IMPRESSIONS), filters=[(IMPRESSION_DATE, "in", days)])
-    return table.to_pandas()
-
-
 def train_summarizer(
     cfg: VistaConfig, as_of: Snapshot, progress: bool = True, retrain: bool = False
 ) -> dict:
@@ -785,7 +730,7 @@ def train_summarizer(
     )  # fmt: skip
     version = model.version()
     path = save_checkpoint(model, checkpoint_dir(cfg) / f"{version}.pt", extra={"as_of": as_of.iso})
-    _write_json(pointer, {"version": version, "path": str(path), "settings": settings})
+    write_json(pointer, {"version": version, "path": str(path), "settings": settings})
     # finished: a later retrain must start afresh, not "resume" a completed run
     resume.unlink(missing_ok=True)
     return {
@@ -796,37 +741,6 @@ def train_summarizer(
         "training_curve": curve.to_dict(),
         "seconds": round(time.perf_counter() - started, 2),
     }
-
-
-def current_summarizer(cfg: VistaConfig) -> dict[str, str]:
-    pointer = checkpoint_dir(cfg) / "current.json"
-    if not pointer.exists():
-        raise MissingStateError(
-            f"no trained summarizer at {pointer}: run `vista train-summarizer` first"
-        )
-    return json.loads(pointer.read_text())
-
-
-def summaries_path(cfg: VistaConfig, version: str | None = None) -> Path:
-    """The summaries of one summarizer version (default: the current one).
-
-    Each version has a Delta table of its own, so rows of two models never mix: a new
-    version starts an empty table (every user is summarized anew), the Feast source
-    moves to it, and the old version's table stays readable until it is dropped."""
-    return cfg.paths.table(SUMMARIES) / (version or current_summarizer(cfg)["version"])
-
-
-def summarizer_versions(cfg: VistaConfig) -> list[str]:
-    """Versions with a summaries table, in the order their tables were created."""
-    root = cfg.paths.table(SUMMARIES)
-    if not root.exists():
-        return []
-    created = {
-        p.name: lake.open_table(p).history()[-1]["timestamp"]
-        for p in root.iterdir()
-        if lake.table_exists(p)
-    }
-    return sorted(created, key=lambda name: (created[name], name))
 
 
 # ---------------------------------------------------------------- 4. summaries
@@ -909,8 +823,6 @@ def _partition_bytes(path: Path, as_of: Snapshot) -> int:
 
 def read_summaries(cfg: VistaConfig, as_of: Snapshot, version: str | None = None) -> pd.DataFrame:
     """One snapshot's summaries, decoded: ``summary`` holds the K*D float32 tokens."""
-    from vista.core.summary_codec import decode_frame
-
     path = summaries_path(cfg, version)
     frame = lake.read_arrow(path, filters=as_of.partition_filter()).to_pandas()
     decoded = decode_frame(frame, cfg.summarizer.n_seeds, cfg.summarizer.dim)
@@ -943,8 +855,6 @@ def validate_summaries(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
 # ---------------------------------------------------------------- 5. features
 def publish_features(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """feast apply, then materialize summaries up to the end of ``as_of``'s day."""
-    from vista import features
-
     summaries = summaries_path(cfg)
     if not lake.table_exists(summaries):
         # else Feast fails deep in DuckDB, naming neither the table nor the step
@@ -970,8 +880,6 @@ def publish_features(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
 def training_set(cfg: VistaConfig, days: list[str], as_of: Snapshot | None = None) -> pd.DataFrame:
     """Impressions of ``days`` joined point-in-time with their summaries via Feast; with
     ``as_of``, cold-start rows are marked (``mark_cold_start``)."""
-    from vista import features
-
     store = features.feature_store(cfg)
     entity_df = read_impressions(cfg, days).drop(columns=[IMPRESSION_DATE])
     frame = features.training_frame(store, entity_df)
@@ -1045,7 +953,6 @@ def train_and_evaluate_ranker(
     days and evaluated on the later ``eval_days``; ``vista report`` compares baselines."""
     from models.evaluation import ranking_metrics
     from models.ranker import score, train_ranker
-    from vista.evaluation import frozen_summarizer, ranker_spec
 
     train_days, eval_days = impression_windows(cfg, as_of)
     train, test = training_set(cfg, train_days, as_of), training_set(cfg, eval_days, as_of)
@@ -1102,16 +1009,13 @@ def save_ranker_artifact(
         "metrics": metrics,
     }
     save_ranker(model, cfg.ranker, path, pointer)
-    _write_json(ranker_dir(cfg) / "current.json", pointer)
+    write_json(ranker_dir(cfg) / "current.json", pointer)
     return pointer
 
 
 def evaluate_and_report(cfg: VistaConfig, as_of: Snapshot, progress: bool = True) -> dict[str, Any]:
     """Every ranker variant x seeds on the Feast evaluation set -> reports/<as_of>/report.md
     (tables and plots); returns the headline figures and the files written."""
-    from vista.evaluation import evaluate_rankers
-    from vista.report import write_report
-
     started = time.perf_counter()
     evaluation = evaluate_rankers(cfg, as_of, progress)
     title = f"Ranker evaluation: VISTA against raw-history baselines ({cfg.profile}, {as_of.iso})"
@@ -1153,7 +1057,7 @@ def write_summary(
         "data_docs": str(report_dir(cfg, as_of) / "data_docs" / "index.html"),
         "config": cfg.to_dict(),
     }
-    path = _write_json(report_dir(cfg, as_of) / "summary.json", payload)
+    path = write_json(report_dir(cfg, as_of) / "summary.json", payload)
     latest = cfg.paths.reports / "latest"
     latest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, latest / "summary.json")
@@ -1181,3 +1085,22 @@ def format_summary(payload: dict[str, Any]) -> str:
         aucs = ", ".join(f"{k} {fmt(v)}" for k, v in head.get("evaluation_auc", {}).items())
         lines += [f"  evaluation: AUC {aucs}", f"  report    : {evaluation['files']['report']}"]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the registry
+# every step by name: the DAG tasks (vista.orchestration.run_step), the CLI and the tests
+# reach a step through this table, which an editor or a type checker can follow
+STEPS: dict[str, Callable[..., dict[str, Any]]] = {
+    "generate_data": generate_data,
+    "validate_events": validate_events,
+    "build_histories": build_histories,
+    "validate_histories": validate_histories,
+    "build_raw_features": build_raw_features,
+    "train_summarizer": train_summarizer,
+    "summarize": summarize,
+    "validate_summaries": validate_summaries,
+    "publish_features": publish_features,
+    "train_and_evaluate_ranker": train_and_evaluate_ranker,
+    "evaluate_and_report": evaluate_and_report,
+    "write_summary": write_summary,
+}

@@ -29,8 +29,9 @@ import numpy as np
 from models import probes
 from vista.core import lake
 from vista.core.config import VistaConfig
-from vista.core.names import PARTITION_COL
+from vista.core.names import HISTORIES, PARTITION_COL, SUMMARIES
 from vista.core.snapshot import Snapshot
+from vista.state import checkpoint_dir, current_summarizer, summarizer_versions
 
 FALLBACK_CATEGORIES = 16
 # fresh ids tried for the needle items (their embedding rows must be unused)
@@ -48,11 +49,9 @@ def snapshot_summarizer_version(cfg: VistaConfig, as_of: Snapshot, current: str)
     its own table has that partition, else the newest other version's table that has
     it (local lakes; an object-store lake is only checked for ``current``), else None.
     Each commit also records the version that made it, which is what is returned."""
-    from vista import pipeline
-
     day = as_of.iso
-    root = cfg.paths.table(pipeline.SUMMARIES)
-    others = pipeline.summarizer_versions(cfg) if isinstance(root, Path) else []
+    root = cfg.paths.table(SUMMARIES)
+    others = summarizer_versions(cfg) if isinstance(root, Path) else []
     for version in [current, *reversed([v for v in others if v != current])]:
         commit = lake.partition_commit(root / version, PARTITION_COL, day)
         if commit is not None:
@@ -77,10 +76,8 @@ def load_sources(
     """``n_users`` source histories, one per probe user: the snapshot's users with at
     least ``min_source_events`` events, drawn without replacement while there are
     enough (seeded); only the drawn users' arrays are read."""
-    from vista import pipeline
-
     p = cfg.probe
-    path = cfg.paths.table(pipeline.HISTORIES)
+    path = cfg.paths.table(HISTORIES)
     day_filter = [(PARTITION_COL, "=", as_of.iso)]
     eligible = np.zeros(0, dtype=np.int64)
     if lake.table_exists(path):
@@ -166,10 +163,9 @@ def run_probes(cfg: VistaConfig, as_of: Snapshot, progress: bool = True) -> dict
     content. Fails before any work when the checkpoint is not the version that made
     the snapshot's stored summaries."""
     from models.summarizer import load_checkpoint
-    from vista import pipeline
 
     started = time.perf_counter()
-    current = pipeline.current_summarizer(cfg)
+    current = current_summarizer(cfg)
     stored = snapshot_summarizer_version(cfg, as_of, current["version"])
     check_versions(current["version"], stored, as_of)
     model = load_checkpoint(Path(current["path"]), cfg.summarizer)
@@ -177,7 +173,7 @@ def run_probes(cfg: VistaConfig, as_of: Snapshot, progress: bool = True) -> dict
     if loaded != current["version"]:
         raise ProbeVersionError(
             f"checkpoint {current['path']} holds summarizer {loaded}, but "
-            f"{pipeline.checkpoint_dir(cfg) / 'current.json'} names {current['version']}"
+            f"{checkpoint_dir(cfg) / 'current.json'} names {current['version']}"
         )
     p = cfg.probe
     as_of_us = as_of.micros

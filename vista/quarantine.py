@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from vista import pipeline
-from vista.core import lake
+from vista.core import lake, names
 from vista.core.config import VistaConfig
 from vista.core.snapshot import Snapshot
 
@@ -31,7 +31,7 @@ class QuarantineError(ValueError):
 def rows(cfg: VistaConfig, **filters: str | None) -> pd.DataFrame:
     """The quarantine rows, oldest delivery first, optionally only those whose
     ``reason``, ``source_file``, ``ingest_run`` or ``ingest_date`` equals the value."""
-    path = cfg.paths.table(pipeline.QUARANTINE)
+    path = cfg.paths.table(names.QUARANTINE)
     if not lake.table_exists(path):
         raise QuarantineError(f"no quarantine table at {path}: nothing was ingested from a "
                               "source yet (vista generate with a source profile)")  # fmt: skip
@@ -87,7 +87,7 @@ def evict(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     from sources.ingest import allowed_event_types, quarantine_table
     from validation.suites import events_frame, events_rejected
 
-    events_path = cfg.paths.table(pipeline.EVENTS)
+    events_path = cfg.paths.table(names.EVENTS)
     table = lake.open_table(events_path)
     version = table.version()
     events = lake.arrow_of(table).to_pandas()
@@ -100,7 +100,7 @@ def evict(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     if bad.empty:
         return {"evicted": 0, "events_version": version}
     key = f"evict:{events_path}@{version}"
-    quarantine_path = cfg.paths.table(pipeline.QUARANTINE)
+    quarantine_path = cfg.paths.table(names.QUARANTINE)
     existing = lake.open_table(quarantine_path) if lake.table_exists(quarantine_path) else None
     if existing is None or existing.transaction_version(f"quarantine:{key}") is None:
         records = bad.drop(columns=["event_date"], errors="ignore").to_dict("records")

@@ -303,7 +303,7 @@ def load_service(cfg: VistaConfig, clock: Callable[[], dt.datetime] = utc_now) -
     from models.ranker import load_ranker
     from vista import features
     from vista.items import read_item_catalog
-    from vista.pipeline import current_ranker
+    from vista.state import current_ranker
 
     pointer = current_ranker(cfg)
     model, metadata = load_ranker(Path(pointer["path"]))

@@ -340,7 +340,7 @@ class RankerConfig(_Section):
     validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
     dim: Annotated[int, Field(ge=4, le=4096)] = 32
     # impression days (days with impressions) evaluated: data spanning years may need more
-    # than a year of them (pipeline.windows_problem says how many a data set allows)
+    # than a year of them (vista/state.py windows_problem says how many a data set allows)
     eval_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 1
     seed: Annotated[int, Field(ge=0)] = 0
     # the evaluation (`vista report`): which rankers, each trained with this many seeds

@@ -27,3 +27,7 @@ PARTITION_COL = "as_of_date"
 EVENT_DATE = "event_date"
 IMPRESSION_DATE = "impression_date"
 INGEST_DATE = "ingest_date"
+
+# the category of an item whose category is unknown (or of an event without one); the
+# ranker embeds it as its unknown row (models.summarizer.item_index)
+UNKNOWN_CATEGORY = -1
