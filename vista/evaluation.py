@@ -193,6 +193,7 @@ def ranker_spec(cfg: VistaConfig, variant: str):
         # VISTA reads the tokens the way the source model's head did when they were made
         pooling=cfg.summarizer.head_pooling if variant == "vista" else "",
         slot_match=cfg.summarizer.slot_match,
+        sketch_energy=cfg.ranker.sketch_energy,
     )
 
 

@@ -357,6 +357,9 @@ class RankerConfig(_Section):
     # every variant's item and category embeddings start from the frozen summarizer's, so
     # candidates meet the summary in the space it was made in (same for all: fair)
     init_from_summarizer: bool = True
+    # vista with an item sketch (summarizer.sketch_heads): beside each sketch head's count
+    # of the candidate, the RMS of its slot, so a count in a crowded slot weighs less
+    sketch_energy: bool = True
     # each variant trains once per pooling it may use (models/ranker.py POOLING_CHOICES)
     # on the first seed and keeps the one with the lower validation loss for all seeds
     choose_pooling: bool = True
