@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vista.core.snapshot import Snapshot
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
@@ -37,7 +39,7 @@ def stored_bytes(tokens, layout: str, user_ids, folder: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vista.summary_codec import encode
+    from vista.core.summary_codec import encode
 
     n = len(tokens)
     if layout == "array<float>":
@@ -56,7 +58,7 @@ def stored_bytes(tokens, layout: str, user_ids, folder: Path) -> int:
 
 
 def decoded(tokens, layout: str):
-    from vista.summary_codec import decode, encode
+    from vista.core.summary_codec import decode, encode
 
     if layout == "array<float>":
         return tokens.reshape(len(tokens), -1)
@@ -89,14 +91,14 @@ def ranker_auc(cfg, as_of, user_ids, vectors) -> dict:
 
     from models.evaluation import ranking_metrics
     from models.ranker import score, train_ranker
-    from vista import pipeline
+    from vista import state
     from vista.evaluation import ranker_spec
 
     by_user = dict(zip(user_ids.tolist(), list(vectors), strict=True))
-    train_days, eval_days = pipeline.impression_windows(cfg, as_of)
+    train_days, eval_days = state.impression_windows(cfg, as_of)
 
     def frame(days):
-        imps = pipeline.read_impressions(cfg, days).sort_values("impression_id")
+        imps = state.read_impressions(cfg, days).sort_values("impression_id")
         summary = imps["user_id"].map(by_user)
         return imps.assign(summary=summary.where(summary.notna(), None)).reset_index(drop=True)
 
@@ -119,12 +121,12 @@ def main() -> None:
 
     from models.summarizer import load_checkpoint
     from spark_jobs.summarize import summary_tokens
-    from vista import pipeline
-    from vista.config import load_config
+    from vista import pipeline, state
+    from vista.core.config import load_config
 
     cfg = load_config(args.profile)
-    as_of = pipeline.as_of_datetime(args.as_of or pipeline.default_as_of(cfg))
-    current = pipeline.current_summarizer(cfg)
+    as_of = Snapshot.of(args.as_of or pipeline.default_as_of(cfg))
+    current = state.current_summarizer(cfg)
     model = load_checkpoint(Path(current["path"]), cfg.summarizer).eval()
     torch.set_num_threads(os.cpu_count() or 1)
     histories = pipeline.read_histories(cfg, as_of)

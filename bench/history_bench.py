@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from vista.core.snapshot import Snapshot
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
@@ -73,7 +75,7 @@ def duckdb_histories_sql(files: list[str], as_of: dt.datetime, max_history: int,
 
 # ------------------------------------------------------------------ workers (subprocess)
 def _config(profile: str):
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     return load_config(profile)
 
@@ -90,8 +92,8 @@ def worker_duckdb(
 ) -> dict:
     import duckdb
 
-    from spark_jobs import lake
-    from vista.pipeline import EVENTS
+    from vista.core import lake
+    from vista.core.names import EVENTS
 
     cfg = _config(profile)
     files = lake.open_table(cfg.paths.table(EVENTS)).file_uris()
@@ -201,7 +203,7 @@ def main() -> None:
 
     cfg = _config(args.profile)
     if args.worker:
-        as_of = pipeline.as_of_datetime(args.as_of)
+        as_of = Snapshot.of(args.as_of)
         if args.worker == "duckdb":
             result = worker_duckdb(
                 args.profile, as_of, args.duckdb_out, args.threads, args.duckdb_memory
@@ -214,7 +216,7 @@ def main() -> None:
     cutoff = cfg.generator.cutoff if cfg.source is None else None
     if args.as_of is None and cutoff is None:
         parser.error("--as-of is required for a profile with an events file")
-    as_of = pipeline.as_of_datetime(args.as_of or (cutoff - dt.timedelta(days=1)).date())
+    as_of = Snapshot.of(args.as_of or (cutoff - dt.timedelta(days=1)).date())
     next_day = as_of + dt.timedelta(days=1)
     print(f"profile {args.profile}: generating data (skipped if present) ...", flush=True)
     generated = pipeline.generate_data(cfg)
@@ -233,9 +235,8 @@ def main() -> None:
     }.items():  # fmt: skip
         print(f"running {name} ...", flush=True)
         rows[name] = run_measured([*worker_args, *common])
-    from spark_jobs import lake
-    from spark_jobs.histories import PARTITION_COL
-    from vista.pipeline import HISTORIES
+    from vista.core import lake
+    from vista.core.names import HISTORIES, PARTITION_COL
 
     partition = f"/{PARTITION_COL}={as_of.date().isoformat()}/"
     spark_files = [

@@ -1,7 +1,7 @@
 """Model quality on a generated world, without Spark, Delta or Feast: the fast loop in
 which each summarizer or ranker change is justified by an ablation.
 
-The same code the pipeline runs (datasets.synthetic, models.train_summarizer,
+The same code the pipeline runs (sources.synthetic, models.train_summarizer,
 spark_jobs.summarize.summary_tokens, the int8 summary codec, models.ranker) on the
 same split (the last impression day evaluates), with histories and raw-history features
 built in memory. Each arm trains a summarizer (if it has a VISTA variant) and its
@@ -34,16 +34,16 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from datasets.loaders import load_events, split_source
-from datasets.synthetic import ORACLE_COLUMNS, generate
 from models.evaluation import BUCKET_LABELS, normalized_entropy, paired_comparison_by_bucket
 from models.ranker import score, train_ranker
 from models.train_summarizer import train_summarizer
+from sources.loaders import load_events, split_source
+from sources.synthetic import ORACLE_COLUMNS, generate
 from spark_jobs.summarize import summary_tokens
-from vista.config import VistaConfig, load_config
+from vista.core.config import VistaConfig, load_config
+from vista.core.summary_codec import decode_frame, encode
 from vista.evaluation import ranker_spec
 from vista.provenance import RESULTS_DIR, provenance
-from vista.summary_codec import decode_frame, encode
 
 SIM_LENGTH = 100
 
@@ -127,23 +127,40 @@ def arm_config(base: VistaConfig, overrides: dict) -> VistaConfig:
     return VistaConfig.model_validate(data)
 
 
+_SUMMARIES: dict[str, tuple] = {}
+
+
+def summarize(cfg: VistaConfig, histories, train_imp, as_of_us: int) -> tuple:
+    """(summarizer, {user: decoded summary}, training seconds) of the arm's summarizer
+    settings; arms that differ only in their rankers share one (its seconds counted once)."""
+    key = json.dumps(cfg.summarizer.model_dump(mode="json"), sort_keys=True)
+    if key in _SUMMARIES:
+        summarizer, summaries = _SUMMARIES[key]
+        return summarizer, summaries, 0.0
+    started = time.perf_counter()
+    summarizer, _ = train_summarizer(histories, train_imp, as_of_us, cfg.summarizer,
+                                     progress=False)  # fmt: skip
+    seconds = time.perf_counter() - started
+    as_of = dt.datetime.fromtimestamp(as_of_us / 1e6, tz=dt.UTC)
+    tokens = summary_tokens(histories, summarizer, as_of)
+    codes, scales = encode(tokens, cfg.features.summary_codec)
+    stored = pd.DataFrame({"summary_codes": codes, "summary_scales": list(scales),
+                           "summary_codec": cfg.features.summary_codec})  # fmt: skip
+    decoded = decode_frame(stored, cfg.summarizer.n_seeds, cfg.summarizer.dim)
+    summaries = dict(zip(histories.user_id, list(decoded), strict=True))
+    _SUMMARIES[key] = (summarizer, summaries)
+    return summarizer, summaries, seconds
+
+
 def run_arm(cfg: VistaConfig, histories, train_imp, test_imp, pooling: dict, seeds: int,
             as_of_us: int) -> tuple[dict, dict]:  # fmt: skip
     """Train the arm's summarizer (if it ranks with VISTA) and rankers; per-variant
     (S, n) scores on the evaluation rows and timings."""
     summarizer, summaries, timing = None, None, {}
     if "vista" in cfg.ranker.variants:
-        started = time.perf_counter()
-        summarizer, _ = train_summarizer(histories, train_imp, as_of_us, cfg.summarizer,
-                                         progress=False)  # fmt: skip
-        timing["summarizer_seconds"] = time.perf_counter() - started
-        as_of = dt.datetime.fromtimestamp(as_of_us / 1e6, tz=dt.UTC)
-        tokens = summary_tokens(histories, summarizer, as_of)
-        codes, scales = encode(tokens, cfg.features.summary_codec)
-        stored = pd.DataFrame({"summary_codes": codes, "summary_scales": list(scales),
-                               "summary_codec": cfg.features.summary_codec})  # fmt: skip
-        decoded = decode_frame(stored, cfg.summarizer.n_seeds, cfg.summarizer.dim)
-        summaries = dict(zip(histories.user_id, list(decoded), strict=True))
+        summarizer, summaries, timing["summarizer_seconds"] = summarize(
+            cfg, histories, train_imp, as_of_us
+        )
     tail = max(cfg.ranker.full_attention_length, cfg.ranker.recent_items, SIM_LENGTH)
     train = ranker_frame(train_imp, histories, tail, summaries)
     test = ranker_frame(test_imp, histories, tail, summaries)

@@ -44,7 +44,7 @@ STORED_FIELDS = ("summary_codes", "summary_scales", "summary_codec", "history_le
 
 def bench_config(root: Path, lake: Path, store: str, connection: str = "localhost:6379"):
     """The local profile (K and D as deployed) in ``root``, reading the shared ``lake``."""
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     paths = {"state": str(root / "state"), "lake": str(lake), "reports": str(root / "reports")}
     features = {"online_store": store, "redis_connection_string": connection}
@@ -55,7 +55,7 @@ def summaries_table(n_users: int, k: int, d: int, as_of: dt.datetime, seed: int 
     """One snapshot in the pipeline's schema (spark_jobs/summarize.py), int8-encoded."""
     import pyarrow as pa
 
-    from vista.summary_codec import encode
+    from vista.core.summary_codec import encode
 
     rng = np.random.default_rng(seed)
     tokens = rng.standard_normal((n_users, k, d)).astype(np.float32)
@@ -77,9 +77,9 @@ def summaries_table(n_users: int, k: int, d: int, as_of: dt.datetime, seed: int 
 
 def publish(cfg, as_of: dt.datetime):
     """apply + materialize the summary view; returns (store, materialize seconds)."""
-    from vista import features, pipeline
+    from vista import features, state
 
-    pointer = pipeline.checkpoint_dir(cfg) / "current.json"
+    pointer = state.checkpoint_dir(cfg) / "current.json"
     pointer.parent.mkdir(parents=True, exist_ok=True)
     pointer.write_text(json.dumps({"version": SUMMARIZER_VERSION}))
     store = features.apply_repo(cfg)
@@ -104,7 +104,7 @@ def stored_bytes(cfg, connection: str) -> int:
 def served_exactly(store, table, k: int, d: int) -> bool:
     """Every user's full K*D vector, history_length and version, as written."""
     from vista import features
-    from vista.summary_codec import decode
+    from vista.core.summary_codec import decode
 
     users = table["user_id"].to_pylist()
     online = features.online_summaries(store, users)
@@ -156,7 +156,7 @@ def summary(ms: np.ndarray) -> dict[str, float]:
 
 
 def machine() -> dict:
-    from vista.redis_server import find_redis_server
+    from devservers.redis_server import find_redis_server
 
     server = subprocess.run([find_redis_server(), "--version"], capture_output=True, text=True,
                             check=True).stdout.split()  # fmt: skip
@@ -174,8 +174,8 @@ def machine() -> dict:
 
 
 def run(args: argparse.Namespace, folder: Path) -> dict:
-    from spark_jobs import lake
-    from vista.redis_server import local_redis_server
+    from devservers.redis_server import local_redis_server
+    from vista.core import lake
 
     probe = bench_config(folder / "sqlite", folder / "lake", "sqlite")
     k, d = probe.summarizer.n_seeds, probe.summarizer.dim

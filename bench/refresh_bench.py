@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.summarizer import MICROS_PER_DAY, build_summarizer, encode_histories  # noqa: E402
-from vista.config import load_config  # noqa: E402
+from vista.core.config import load_config  # noqa: E402
 from vista.provenance import RESULTS_DIR, provenance  # noqa: E402
 
 TWO_HOURS_US = 2 * 3600 * 1_000_000

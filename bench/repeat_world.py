@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from datasets.synthetic import generate
-from vista.config import load_config
+from sources.synthetic import generate
+from vista.core.config import load_config
 
 OUT = Path(".state/data/repeat-world/events.csv")
 # the world's size: fewer and shorter histories than the `lifelong` profile, so that

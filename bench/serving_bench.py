@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vista.ports import free_port
+from devservers.ports import free_port
+from vista.core import names
+from vista.core.snapshot import Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +45,7 @@ CANDIDATES = (100, 1_000)
 
 
 def bench_config(work: Path, online_store: str = "sqlite", redis: str | None = None):
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     features = {"online_store": online_store}
     if redis is not None:
@@ -75,7 +77,7 @@ def build_world(cfg) -> dict:
     """The pipeline up to a trained ranker; every step skips what is already done."""
     from vista import pipeline
 
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     steps = {}
     for name, step in (
         ("data", lambda: pipeline.generate_data(cfg)),
@@ -179,8 +181,7 @@ def time_full_attention(cfg, as_of, users: dict, requests: int, seed: int) -> li
 
     from models.ranker import Ranker, score_one_user
     from models.summarizer import item_index
-    from spark_jobs import lake
-    from vista import pipeline
+    from vista.core import lake
     from vista.evaluation import ranker_spec
 
     torch.manual_seed(seed)
@@ -188,7 +189,7 @@ def time_full_attention(cfg, as_of, users: dict, requests: int, seed: int) -> li
     model = Ranker(spec, cfg.ranker).eval()
     rng = np.random.default_rng(seed)
     rows = []
-    path = cfg.paths.table(pipeline.HISTORIES)
+    path = cfg.paths.table(names.HISTORIES)
     for label, (user, length) in users.items():
         read = []
         for _ in range(3):
@@ -251,7 +252,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         redis = None
         if args.online_store == "redis":
-            from vista.redis_server import local_redis_server
+            from devservers.redis_server import local_redis_server
 
             redis = stack.enter_context(local_redis_server(work / "redis"))
         cfg = bench_config(work, args.online_store, redis)

@@ -65,7 +65,7 @@ def measure_one(args) -> dict:
     import torch
 
     from models.summarizer import VistaSummarizer, encode_histories
-    from vista.config import SummarizerConfig
+    from vista.core.config import SummarizerConfig
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

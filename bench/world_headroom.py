@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
-from datasets.synthetic import build_lifelong_world, build_world, generate
 from models.evaluation import BUCKET_LABELS, history_bucket
-from vista.config import load_config
+from sources.synthetic import build_lifelong_world, build_world, generate
+from vista.core.config import load_config
 from vista.provenance import RESULTS_DIR, provenance
 
 SOURCES = {

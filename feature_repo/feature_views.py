@@ -69,7 +69,7 @@ def user_summary(inputs: pd.DataFrame) -> pd.DataFrame:
     # training-set check rejects by name.
     import pandas as pd
 
-    from vista.summary_codec import decode_rows
+    from vista.core.summary_codec import decode_rows
 
     return pd.DataFrame({"summary": decode_rows(inputs)}, index=inputs.index)
 

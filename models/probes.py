@@ -48,7 +48,7 @@ from sklearn.linear_model import RidgeCV
 from threadpoolctl import threadpool_limits
 
 from models.summarizer import encode_histories
-from vista.config import ProbeConfig, SummarizerConfig
+from vista.core.config import ProbeConfig, SummarizerConfig
 
 MICROS_PER_DAY = 86_400_000_000
 # a probe event copies a source event from within +-5% of the source's length around

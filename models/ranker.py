@@ -47,9 +47,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from models.attention import TokenPooling, slot_match
-from models.sketch import sketch_read, sketch_tables
+from models.sketch import sketch_features, sketch_read, sketch_tables
 from models.summarizer import item_index
-from vista.config import RankerConfig
+from vista.core.config import RankerConfig
 
 SUMMARY_COLUMN = "summary"
 TAIL_ITEMS, TAIL_CATEGORIES = "tail_item_ids", "tail_categories"
@@ -95,6 +95,8 @@ class RankerSpec:
     pooling: str = ""  # of the summary tokens (vista) or the raw items; "" = the default
     # vista with slot pooling: add the candidate's match with its slot read per head
     slot_match: bool = False
+    # vista with an item sketch: beside each head's count of the candidate, its slot's RMS
+    sketch_energy: bool = True
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -418,7 +420,7 @@ class Ranker(nn.Module):
             raw = "softmax" if spec.variant == "vista" else spec.pooling
             self.pool = sequence_pooling(raw, dim, spec.sequence_length)
             contexts += 1
-        extra = self.match_heads + self.sketch_heads
+        extra = self.match_heads + self.sketch_heads * (2 if spec.sketch_energy else 1)
         self.mlp = nn.Sequential(nn.Linear((1 + 2 * contexts) * dim + extra, 64),
                                  nn.GELU(),
                                  nn.Linear(64, 1))  # fmt: skip
@@ -438,7 +440,8 @@ class Ranker(nn.Module):
         shape = self.spec.summary
         heads = summaries.view(-1, shape.n_tokens, shape.n_heads, shape.token_dim // shape.n_heads)
         sketch = heads[:, :, shape.n_heads - self.sketch_heads :]
-        return sketch_read(items, sketch, self.sketch_slots, self.sketch_signatures)
+        read = sketch_features if self.spec.sketch_energy else sketch_read
+        return read(items, sketch, self.sketch_slots, self.sketch_signatures)
 
     def score_candidates(self, candidates: torch.Tensor, tokens: torch.Tensor | None,
                          keys: torch.Tensor | None, mask: torch.Tensor | None,

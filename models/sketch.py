@@ -46,15 +46,33 @@ def sketch_write(
     return torch.einsum("bchk,bch,bche->bhke", address, weights, signatures[items].to(weights))
 
 
+def candidate_slots(items: torch.Tensor, sketch: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """Candidates (B, C) of vocabulary rows and each row's sketch (B, K, H, head_dim), as
+    stored in the summary tokens -> each candidate's slot, per head (B, C, H, head_dim)."""
+    B, C = items.shape
+    H = sketch.shape[2]
+    batch = torch.arange(B, device=items.device)[:, None, None].expand(B, C, H)
+    heads = torch.arange(H, device=items.device)[None, None, :].expand(B, C, H)
+    return sketch[batch, slots[items], heads]
+
+
 def sketch_read(
     items: torch.Tensor, sketch: torch.Tensor, slots: torch.Tensor, signatures: torch.Tensor
 ) -> torch.Tensor:
-    """Candidates (B, C) of vocabulary rows and each row's sketch (B, K, H, head_dim), as
-    stored in the summary tokens -> per head, the candidate's count estimate (B, C, H)."""
-    B, C = items.shape
-    H, hd = sketch.shape[2], sketch.shape[3]
-    cand_slots = slots[items]  # (B, C, H)
-    batch = torch.arange(B, device=items.device)[:, None, None].expand(B, C, H)
-    heads = torch.arange(H, device=items.device)[None, None, :].expand(B, C, H)
-    read = sketch[batch, cand_slots, heads]  # (B, C, H, hd)
-    return (read * signatures[items].to(read)).sum(-1) / hd
+    """Candidates (B, C) and their rows' sketches (B, K, H, head_dim) -> per head, the
+    candidate's count estimate (B, C, H)."""
+    read = candidate_slots(items, sketch, slots)
+    return (read * signatures[items].to(read)).mean(-1)
+
+
+def sketch_features(
+    items: torch.Tensor, sketch: torch.Tensor, slots: torch.Tensor, signatures: torch.Tensor
+) -> torch.Tensor:
+    """What a ranker reads of the sketch for candidates (B, C) -> (B, C, 2H): per head the
+    candidate's count estimate and its slot's RMS. A slot that holds only the candidate
+    has an RMS equal to the estimate; in a crowded one the RMS is far above it and the
+    estimate is mostly other items' noise. The pair lets a ranker tell a clean count from
+    a crowded slot (the same estimate means less in a heavy user's sketch)."""
+    read = candidate_slots(items, sketch, slots)
+    count = (read * signatures[items].to(read)).mean(-1)
+    return torch.cat([count, read.pow(2).mean(-1).sqrt()], dim=-1)

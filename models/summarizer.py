@@ -44,7 +44,7 @@ from models.attention import (
     softmax_reference,
 )
 from models.sketch import sketch_tables, sketch_write
-from vista.config import SummarizerConfig
+from vista.core.config import SummarizerConfig
 
 UNKNOWN_ITEM = 0  # index for null/negative ids; real ids hash into 1..vocab_size-1
 MICROS_PER_DAY = 86_400_000_000

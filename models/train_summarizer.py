@@ -29,7 +29,7 @@ from models.summarizer import (
     encode_histories,
     item_index,
 )
-from vista.config import SummarizerConfig
+from vista.core.config import SummarizerConfig
 
 
 class SourceModel(nn.Module):

@@ -18,8 +18,6 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-HISTORIES_TABLE = "user_histories"
-PARTITION_COL = "as_of_date"
 ARRAY_COLUMNS = ("item_ids", "categories", "event_timestamps")
 
 

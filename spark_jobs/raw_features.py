@@ -17,9 +17,7 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-TAIL_TABLE = "user_history_tail"
-CATEGORY_TABLE = "user_category_histories"
-PARTITION_COL = "as_of_date"
+from vista.core.names import CATEGORY_HISTORIES, HISTORY_TAIL
 
 
 def _last(column: str, length: int) -> F.Column:
@@ -64,7 +62,7 @@ def raw_feature_checks(tails: DataFrame, categories: DataFrame, tail_length: int
                        per_category: int) -> DataFrame:  # fmt: skip
     """One small row per stored row of both tables, for the raw-features suite."""
     tail_rows = tails.select(
-        F.lit("user_history_tail").alias("table"),
+        F.lit(HISTORY_TAIL).alias("table"),
         F.col("user_id").cast("string").alias("row_key"),
         F.size("tail_item_ids").alias("list_length"),
         (
@@ -74,7 +72,7 @@ def raw_feature_checks(tails: DataFrame, categories: DataFrame, tail_length: int
         ).alias("within_limit"),
     )
     category_rows = categories.select(
-        F.lit("user_category_histories").alias("table"),
+        F.lit(CATEGORY_HISTORIES).alias("table"),
         F.concat_ws(":", "user_id", "category").alias("row_key"),
         F.size("category_item_ids").alias("list_length"),
         (F.size("category_item_ids") <= per_category).alias("within_limit"),

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from vista.config import SparkConfig
+from vista.core.config import SparkConfig
 
 
 @contextlib.contextmanager

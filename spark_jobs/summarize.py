@@ -5,7 +5,7 @@ Each Python worker loads the model once (cached by path) and sets torch's thread
 count to the cores Spark gives the task. Within a partition, rows arrive sorted by
 history length and are cut into batches of similar length with a bounded number of
 padded events, so one million-event user does not pad a batch of short ones.
-Tokens are stored compactly (``vista.summary_codec``: int8 with a per-token scale by
+Tokens are stored compactly (``vista.core.summary_codec``: int8 with a per-token scale by
 default) and decoded by whoever reads them.
 """
 
@@ -22,8 +22,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-SUMMARIES_TABLE = "user_summaries"
-PARTITION_COL = "as_of_date"
 ENCODED_COLUMNS = ("summary_codes", "summary_scales", "summary_codec")
 MAX_PADDED_EVENTS = 262_144  # per forward pass: bounds memory with chunk_size
 
@@ -102,7 +100,7 @@ def summarize_pandas(
     frame: pd.DataFrame, model, as_of: dt.datetime, version: str, max_padded: int, codec: str
 ) -> pd.DataFrame:
     """One pandas batch of histories -> one row of encoded summary tokens per user."""
-    from vista.summary_codec import encode
+    from vista.core.summary_codec import encode
 
     lengths = frame["history_length"].to_numpy()
     codes, scales = encode(summary_tokens(frame, model, as_of, max_padded), codec)

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vista.config import ServingConfig
+from vista.core.config import ServingConfig
 from vista.serving import MAX_CANDIDATES
 
 LIMIT = ServingConfig().max_body_bytes

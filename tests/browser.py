@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vista.config import PROJECT_ROOT
+from vista.core.config import PROJECT_ROOT
 
 COMMITTED = PROJECT_ROOT / "docs" / "screenshots"
 # every host name unresolvable: a page that needs another host fails to load it

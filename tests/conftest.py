@@ -7,12 +7,14 @@ import os
 
 import pytest
 
+from vista.core.snapshot import Snapshot
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("FEAST_USAGE", "False")
 
 
 def tiny_config(root, **overrides):
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     paths = {"state": str(root / "state"), "lake": str(root / "lake"),
              "reports": str(root / "reports")}  # fmt: skip
@@ -22,7 +24,7 @@ def tiny_config(root, **overrides):
 @pytest.fixture(scope="session")
 def spark():
     from spark_jobs.session import spark_session
-    from vista.config import SparkConfig
+    from vista.core.config import SparkConfig
 
     session = spark_session(SparkConfig(master="local[2]", shuffle_partitions=2))
     yield session
@@ -35,7 +37,7 @@ def pipeline_run(tmp_path_factory, spark):
     from vista import pipeline
 
     cfg = tiny_config(tmp_path_factory.mktemp("pipeline"))
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     steps = {"data": pipeline.generate_data(cfg)}
     steps["events_quality"] = pipeline.validate_events(cfg, as_of)
     steps["histories"] = pipeline.build_histories(cfg, as_of)
@@ -56,11 +58,11 @@ def served_ranker_auc(cfg, as_of: str) -> float:
     from sklearn.metrics import roc_auc_score
 
     from models.ranker import load_ranker, score
-    from vista import pipeline
+    from vista import pipeline, state
 
-    pointer = json.loads((pipeline.ranker_dir(cfg) / "current.json").read_text())
+    pointer = json.loads((state.ranker_dir(cfg) / "current.json").read_text())
     model, _ = load_ranker(pointer["path"])
-    _, eval_days = pipeline.impression_windows(cfg, pipeline.as_of_datetime(as_of))
+    _, eval_days = state.impression_windows(cfg, Snapshot.of(as_of))
     frame = pipeline.training_set(cfg, eval_days)
-    labels = pipeline.read_impressions(cfg, eval_days).set_index("impression_id")["label"]
+    labels = state.read_impressions(cfg, eval_days).set_index("impression_id")["label"]
     return float(roc_auc_score(labels.loc[frame["impression_id"]], score(model, frame)))

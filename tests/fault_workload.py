@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from vista.core.snapshot import Snapshot
+
 STEPS = ("generate_data", "build_histories", "build_raw_features", "summarize")
 COLUMNS = {"user_id": "user_id", "item_id": "item_id", "timestamp": "ts",
            "event_type": "event_type", "category": "category"}  # fmt: skip
@@ -33,9 +35,9 @@ def prepare_root(root: Path, dates: list[str]) -> None:
     earlier events for the first date); a frozen summarizer with random weights."""
     import pandas as pd
 
-    from datasets.synthetic import generate
     from models.summarizer import build_summarizer, save_checkpoint
-    from vista import pipeline
+    from sources.synthetic import generate
+    from vista import state
 
     cfg = workload_config(root)
     events = pd.concat([e.to_pandas() for e, _ in generate(cfg.generator)], ignore_index=True)
@@ -53,8 +55,8 @@ def prepare_root(root: Path, dates: list[str]) -> None:
     torch.manual_seed(0)
     model = build_summarizer(cfg.summarizer).eval()
     version = model.version()
-    path = save_checkpoint(model, pipeline.checkpoint_dir(cfg) / f"{version}.pt")
-    pointer = pipeline.checkpoint_dir(cfg) / "current.json"
+    path = save_checkpoint(model, state.checkpoint_dir(cfg) / f"{version}.pt")
+    pointer = state.checkpoint_dir(cfg) / "current.json"
     pointer.write_text(json.dumps({"version": version, "path": str(path),
                                    "settings": cfg.summarizer.model_dump(mode="json")}))  # fmt: skip
 
@@ -63,9 +65,9 @@ def run(root: Path, as_of: str) -> None:
     from vista import pipeline
 
     cfg = workload_config(root)
-    day = pipeline.as_of_datetime(as_of)
+    day = Snapshot.of(as_of)
     for step in STEPS:
-        result = getattr(pipeline, step)(cfg, day)
+        result = pipeline.STEPS[step](cfg, day)
         print(json.dumps({"step": step, "at": dt.datetime.now(dt.UTC).isoformat(),
                           "unchanged": bool(result.get("unchanged"))}), flush=True)  # fmt: skip
 

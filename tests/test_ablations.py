@@ -8,16 +8,16 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.evaluation import verdict
-from spark_jobs import lake
-from vista import ablations, pipeline
+from vista import ablations, state
+from vista.core import lake, names
 from vista.evaluation import score_column
 
 
 @pytest.mark.slow
 def test_ablation_arms_are_isolated_and_differ_where_they_should(pipeline_run, tmp_path):
     cfg, as_of, _ = pipeline_run
-    histories = cfg.paths.table(pipeline.HISTORIES)
-    before = (lake.table_version(histories), pipeline.current_summarizer(cfg)["version"])
+    histories = cfg.paths.table(names.HISTORIES)
+    before = (lake.table_version(histories), state.current_summarizer(cfg)["version"])
     arms = ablations.arms(cfg)
     recon = "recon_off" if cfg.summarizer.recon_weight else "recon_on"
     assert {"baseline", recon, "k_32", "k_64", "k_128", "stale_1d", "stale_3d"} <= set(arms)
@@ -44,8 +44,8 @@ def test_ablation_arms_are_isolated_and_differ_where_they_should(pipeline_run, t
     # every arm scored the same impressions; its AUC is its persisted scores' AUC against
     # the lake's labels, and its interval holds it
     predictions = result["predictions"]
-    _, eval_days = pipeline.impression_windows(cfg, as_of)
-    truth = pipeline.read_impressions(cfg, eval_days).set_index("impression_id")["label"]
+    _, eval_days = state.impression_windows(cfg, as_of)
+    truth = state.read_impressions(cfg, eval_days).set_index("impression_id")["label"]
     assert sorted(predictions["impression_id"]) == sorted(truth.index)
     labels = truth.loc[predictions["impression_id"]].to_numpy()
     compared = result["intervals"]["buckets"]["all"]
@@ -58,7 +58,7 @@ def test_ablation_arms_are_isolated_and_differ_where_they_should(pipeline_run, t
         assert cell["estimate"] == pytest.approx(np.mean(seeds))
         assert cell["low"] <= cell["estimate"] <= cell["high"]
     # the main pipeline's lake and summarizer are as they were
-    after = (lake.table_version(histories), pipeline.current_summarizer(cfg)["version"])
+    after = (lake.table_version(histories), state.current_summarizer(cfg)["version"])
     assert after == before
     text = ablations.render_ablations(result)
     flipped = 0.0 if cfg.summarizer.recon_weight else 1.0
@@ -75,7 +75,7 @@ def test_ablation_arms_are_isolated_and_differ_where_they_should(pipeline_run, t
 
 
 def test_arms_are_matched_on_impressions_and_rendered_against_the_baseline():
-    from vista.config import EvaluationConfig
+    from vista.core.config import EvaluationConfig
     from vista.evaluation import intervals, predictions_frame
 
     rng = np.random.default_rng(0)

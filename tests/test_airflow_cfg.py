@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import tiny_config
 from vista import airflow_runner
-from vista.config import ConfigError
+from vista.core.config import ConfigError
 
 
 def read_cfg(path: Path) -> configparser.ConfigParser:

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devservers.ports import free_port
+from devservers.postgres_local import Server, local_postgres
 from tests.airflow_ui import PASSWORD, stop_tree, trigger_chain_and_wait
 from tests.conftest import tiny_config
 from tests.sockets import LOOPBACK, addresses
 from vista import airflow_runner, orchestration, pipeline
-from vista.config import PROJECT_ROOT, ConfigError, load_config
-from vista.ports import free_port
-from vista.postgres_local import Server, local_postgres
+from vista.core.config import PROJECT_ROOT, ConfigError, load_config
 
 
 def profile_url(port: int) -> str:

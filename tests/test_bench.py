@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vista.config import PROJECT_ROOT
+from vista.core.config import PROJECT_ROOT
 
 from .conftest import tiny_config
 

@@ -26,13 +26,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from devservers.ports import free_port
 from tests.airflow_ui import call, stop_tree, wait_for_token
 from tests.browser import chromium, chromium_path, screenshot
 from tests.conftest import served_ranker_auc, tiny_config
 from tests.sockets import LOOPBACK, listening
 from vista import airflow_runner, pipeline, serving
 from vista.orchestration import CHAIN
-from vista.ports import free_port
 
 BIN = Path(sys.executable).parent
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vista import errors
+from vista.core import errors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +154,7 @@ def test_known_library_errors_are_told_apart_by_name_without_importing_them():
     class SourceError(ValueError):
         pass
 
-    SourceError.__module__, SourceError.__qualname__ = "datasets.ingest", "SourceError"
+    SourceError.__module__, SourceError.__qualname__ = "sources.ingest", "SourceError"
     assert errors.is_expected(SourceError("no events files at x"))
     assert not errors.is_expected(ValueError("no events files at x"))
     assert errors.is_expected(errors.MissingStateError("gone"))
@@ -167,7 +167,7 @@ def test_a_missing_table_names_the_command_that_writes_it():
     class TableNotFoundError(FileNotFoundError):
         pass
 
-    TableNotFoundError.__module__ = "spark_jobs.lake"
+    TableNotFoundError.__module__ = "vista.core.lake"
     TableNotFoundError.__qualname__ = "TableNotFoundError"
     line = errors.describe(
         TableNotFoundError("Delta table /x/lake/user_summaries/v1 does not exist")
@@ -178,7 +178,7 @@ def test_a_missing_table_names_the_command_that_writes_it():
 def test_a_pydantic_error_names_the_field():
     from pydantic import ValidationError
 
-    from vista.config import ServingConfig
+    from vista.core.config import ServingConfig
 
     with pytest.raises(ValidationError) as caught:
         ServingConfig(max_body_bytes=-1)
@@ -187,7 +187,7 @@ def test_a_pydantic_error_names_the_field():
 
 
 def test_a_variable_that_is_not_yaml_is_taken_as_text():
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     cfg = load_config("movielens", environ={"VISTA__SOURCE__SEPARATOR": ","})
     assert cfg.source.separator == ","

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from vista.config import ConfigError, is_profile_file, load_config
+from vista.core.config import ConfigError, is_profile_file, load_config
 
 
 def test_local_profile_loads_and_resolves_paths():
@@ -49,7 +49,7 @@ def test_unknown_profile_lists_known_ones():
 
 
 def test_every_shipped_profile_validates():
-    from vista.config import CONF_DIR
+    from vista.core.config import CONF_DIR
 
     for path in CONF_DIR.glob("*.yaml"):
         cfg = load_config(path.stem, environ={})

@@ -9,9 +9,10 @@ import sys
 import pyarrow as pa
 import pytest
 
-from spark_jobs import lake
-from vista import airflow_runner, orchestration, pipeline
-from vista.config import PROJECT_ROOT
+from vista import airflow_runner, orchestration, pipeline, state
+from vista.core import lake, names
+from vista.core.config import PROJECT_ROOT
+from vista.core.snapshot import Snapshot
 
 from .conftest import served_ranker_auc, tiny_config
 
@@ -72,16 +73,16 @@ def test_as_of_comes_from_params_then_asset_event_then_logical_date(tmp_path, mo
 
     monkeypatch.delenv("VISTA_PROFILE", raising=False)
     event = types.SimpleNamespace(extra={"as_of": "2026-07-30", "profile": "tiny"},
-                                  timestamp=pipeline.as_of_datetime("2026-07-30"))  # fmt: skip
+                                  timestamp=Snapshot.of("2026-07-30"))  # fmt: skip
     older = types.SimpleNamespace(extra={"as_of": "2026-07-01", "profile": "tiny"},
-                                  timestamp=pipeline.as_of_datetime("2026-07-01"))  # fmt: skip
+                                  timestamp=Snapshot.of("2026-07-01"))  # fmt: skip
     triggered = {"params": {}, "triggering_asset_events": {"events": [event, older]},
                  "logical_date": None}  # fmt: skip
     cfg, as_of = orchestration.run_config(triggered)
     assert (cfg.profile, as_of.date().isoformat()) == ("tiny", "2026-07-30")
     chosen = {**triggered, "params": {"as_of": "2026-07-15"}}
     assert orchestration.run_config(chosen)[1].date().isoformat() == "2026-07-15"
-    manual = {"params": {"profile": "tiny"}, "logical_date": pipeline.as_of_datetime("2026-07-20")}
+    manual = {"params": {"profile": "tiny"}, "logical_date": Snapshot.of("2026-07-20")}
     assert orchestration.run_config(manual)[1].date().isoformat() == "2026-07-20"
 
 
@@ -131,10 +132,10 @@ def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
     assert head["ranker_auc"] == pytest.approx(first_seed, abs=1e-9)
     assert head["oracle_auc"] > 0.5
     assert head["summarizer_version"].startswith("s-")
-    for table in (pipeline.EVENTS, pipeline.HISTORIES):
+    for table in (names.EVENTS, names.HISTORIES):
         assert lake.read_arrow(cfg.paths.table(table)).num_rows > 0
-    assert pipeline.summarizer_versions(cfg) == [head["summarizer_version"]]
-    assert lake.read_arrow(pipeline.summaries_path(cfg)).num_rows > 0
+    assert state.summarizer_versions(cfg) == [head["summarizer_version"]]
+    assert lake.read_arrow(state.summaries_path(cfg)).num_rows > 0
     docs = cfg.paths.reports / as_of / "data_docs" / "index.html"
     assert docs.exists()
     assert "user_summaries" in docs.read_text()
@@ -147,7 +148,7 @@ def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
 def test_failing_critical_suite_stops_the_dag_and_commits_nothing_downstream(tmp_path):
     cfg = tiny_config(tmp_path)
     pipeline.generate_data(cfg)
-    events = cfg.paths.table(pipeline.EVENTS)
+    events = cfg.paths.table(names.EVENTS)
     bad = lake.read_arrow(events).slice(0, 2)
     bad = bad.set_column(0, "user_id", pa.array([-7, -7], pa.int64()))
     lake.write_arrow(events, bad, ["event_date"], mode="append")
@@ -159,8 +160,8 @@ def test_failing_critical_suite_stops_the_dag_and_commits_nothing_downstream(tmp
     assert "critical suite 'events' failed" in result.stderr
     assert "column 'user_id'" in result.stderr
     assert lake.table_version(events) == events_version
-    assert not lake.table_exists(cfg.paths.table(pipeline.HISTORIES))
-    assert pipeline.summarizer_versions(cfg) == []
+    assert not lake.table_exists(cfg.paths.table(names.HISTORIES))
+    assert state.summarizer_versions(cfg) == []
 
 
 def test_ui_admin_password_comes_from_the_environment_or_is_generated_once(tmp_path):
@@ -189,7 +190,7 @@ def test_ui_admin_password_comes_from_the_environment_or_is_generated_once(tmp_p
 @pytest.mark.slow
 def test_backfill_runs_the_chain_for_each_date_oldest_first(tmp_path):
     cfg = tiny_config(tmp_path)
-    last = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    last = Snapshot.of(pipeline.default_as_of(cfg))
     first = (last - dt.timedelta(days=1)).date().isoformat()
     env = {**os.environ, **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
                             for k in ("state", "lake", "reports")}}  # fmt: skip
@@ -201,7 +202,7 @@ def test_backfill_runs_the_chain_for_each_date_oldest_first(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines() == [f"{first}: done", f"{last.date()}: done"]
     partitions = {p["as_of_date"] for p in lake.open_table(
-        cfg.paths.table(pipeline.HISTORIES)).partitions()}  # fmt: skip
+        cfg.paths.table(names.HISTORIES)).partitions()}  # fmt: skip
     assert partitions == {first, last.date().isoformat()}
     later = json.loads((cfg.paths.reports / last.date().isoformat() / "steps" /
                         "histories.json").read_text())  # fmt: skip
@@ -245,8 +246,8 @@ def test_unreadable_source_file_fails_the_ingest_dag_with_its_name(tmp_path):
     assert "DAG vista_ingest failed" in result.stderr
     assert f"cannot read {landing / 'broken.parquet'} as parquet" in result.stderr
     assert "running DAG vista_histories" not in result.stderr
-    assert not lake.table_exists(cfg.paths.table(pipeline.EVENTS))
-    recorded = lake.read_arrow(cfg.paths.table(pipeline.QUARANTINE)).to_pandas()
+    assert not lake.table_exists(cfg.paths.table(names.EVENTS))
+    recorded = lake.read_arrow(cfg.paths.table(names.QUARANTINE)).to_pandas()
     assert recorded[["source_file", "reason"]].values.tolist() == [
         [str(landing / "broken.parquet"), "unreadable_file"]
     ]

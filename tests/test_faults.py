@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spark_jobs import lake
 from tests.fault_workload import prepare_root, workload_config
 from vista import pipeline
-from vista.config import PROJECT_ROOT
+from vista.core import lake
+from vista.core.config import PROJECT_ROOT
+from vista.core.snapshot import Snapshot
 
 DATES = ["2026-07-29", "2026-07-30", "2026-07-31"]
 # columns that record when a row was written, not what it says
@@ -47,7 +48,7 @@ def comparable(frame: pd.DataFrame, ignore: tuple[str, ...] = ()) -> list[str]:
 
 def summaries(root: Path, as_of: str) -> pd.DataFrame:
     cfg = workload_config(root)
-    frame = pipeline.read_summaries(cfg, pipeline.as_of_datetime(as_of))
+    frame = pipeline.read_summaries(cfg, Snapshot.of(as_of))
     return frame.set_index("user_id").sort_index()
 
 

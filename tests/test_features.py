@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from spark_jobs import lake
-from vista import features, pipeline, summary_codec
+from vista import features, pipeline, state, summary_codec
+from vista.core import lake
 
 
 def test_registry_holds_entity_views_and_service(pipeline_run):
@@ -19,7 +19,7 @@ def test_registry_holds_entity_views_and_service(pipeline_run):
         "summary_codes", "summary_scales", "summary_codec", "history_length", "summarizer_version"
     }  # fmt: skip
     # the source reads this summarizer version's own table
-    assert stored.batch_source.path == str(pipeline.summaries_path(cfg, version))
+    assert stored.batch_source.path == str(state.summaries_path(cfg, version))
     assert stored.tags["summarizer_version"] == version
     assert stored.tags["codec"] == cfg.features.summary_codec == "int8"
     decoded = store.get_on_demand_feature_view(features.SUMMARY_VIEW)
@@ -37,7 +37,7 @@ def test_registry_holds_entity_views_and_service(pipeline_run):
 def test_point_in_time_join_never_sees_a_future_summary(pipeline_run):
     cfg, as_of, _ = pipeline_run
     k, d = cfg.summarizer.n_seeds, cfg.summarizer.dim
-    path = pipeline.summaries_path(cfg)
+    path = state.summaries_path(cfg)
     first = lake.read_arrow(path, filters=[("as_of_date", "=", str(as_of.date()))])
     users = first.slice(0, 2)
     later = as_of + dt.timedelta(days=10)

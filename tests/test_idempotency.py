@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spark_jobs import lake
 from tests.conftest import tiny_config
 from vista import features, pipeline
+from vista.core import lake, names
+from vista.core.snapshot import Snapshot
 
 
 def delta_tables(root: Path) -> list[Path]:
@@ -43,14 +44,14 @@ def run_every_step(cfg, as_of) -> dict:
     for step in pipeline.STEP_KEYS:
         if step == "evaluate_and_report":
             continue
-        results[step] = getattr(pipeline, step)(cfg, as_of)
+        results[step] = pipeline.STEPS[step](cfg, as_of)
     return results
 
 
 @pytest.mark.slow
 def test_whole_pipeline_twice_for_the_same_date_leaves_every_table_unchanged(tmp_path, spark):
     cfg = tiny_config(tmp_path)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     run_every_step(cfg, as_of)
     first = lake_state(cfg)
     users = pipeline.read_summaries(cfg, as_of)["user_id"].tolist()
@@ -72,10 +73,10 @@ def test_new_events_make_the_rerun_rebuild_that_date(tmp_path, spark):
     """Skipping is keyed on the inputs: once the events table changes, the same date is
     rebuilt (and the new event is in its histories)."""
     cfg = tiny_config(tmp_path)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     pipeline.generate_data(cfg)
     first = pipeline.build_histories(cfg, as_of)
-    events = cfg.paths.table(pipeline.EVENTS)
+    events = cfg.paths.table(names.EVENTS)
     late = lake.read_arrow(events).slice(0, 1).to_pandas()
     late["item_id"] = 4_999
     late["event_timestamp"] = pd.Timestamp(as_of) - pd.Timedelta(hours=1)

@@ -6,8 +6,9 @@ import datetime as dt
 import numpy as np
 import pyarrow.compute as pc
 
-from spark_jobs import lake
-from vista import pipeline
+from vista import pipeline, state
+from vista.core import lake
+from vista.core.snapshot import Snapshot
 
 from .conftest import tiny_config
 
@@ -15,13 +16,13 @@ from .conftest import tiny_config
 def test_refresh_recomputes_only_changed_users(tmp_path, spark):
     cfg = tiny_config(tmp_path)
     pipeline.generate_data(cfg)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
-    earlier = as_of - dt.timedelta(days=5)
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
+    earlier = Snapshot.of(as_of - dt.timedelta(days=5))
 
     first = pipeline.build_histories(cfg, earlier)
     assert first["mode"] == "full"
     pipeline.train_summarizer(cfg, earlier, progress=False)
-    assert not list((pipeline.checkpoint_dir(cfg) / "training").glob("*.pt"))  # run finished
+    assert not list((state.checkpoint_dir(cfg) / "training").glob("*.pt"))  # run finished
     s1 = pipeline.summarize(cfg, earlier)
     assert s1["carried_over_users"] == 0
 
@@ -37,7 +38,7 @@ def test_refresh_recomputes_only_changed_users(tmp_path, spark):
     old = pipeline.read_summaries(cfg, earlier).set_index("user_id")
     new = pipeline.read_summaries(cfg, as_of).set_index("user_id")
     hist = pipeline.read_histories(cfg, as_of).set_index("user_id")
-    assert (new.event_timestamp == pipeline.as_of_datetime(as_of)).all()  # refresh time
+    assert (new.event_timestamp == Snapshot.of(as_of)).all()  # refresh time
     for user in hist.index[~hist.updated][:5]:
         np.testing.assert_array_equal(new.summary[user], old.summary[user])
     # rerunning the same date changes nothing: nothing is even committed
@@ -59,11 +60,11 @@ def test_refresh_recomputes_only_changed_users(tmp_path, spark):
     old_version, new_version = s2["summarizer_version"], s3["summarizer_version"]
     assert new_version != old_version
     # kept apart: the new version has a table of its own, the old one is untouched
-    new_table = pipeline.summaries_path(retrained)
-    assert new_table != pipeline.summaries_path(cfg, old_version)
+    new_table = state.summaries_path(retrained)
+    assert new_table != state.summaries_path(cfg, old_version)
     assert pc.unique(lake.read_arrow(new_table)["summarizer_version"]).to_pylist() == [new_version]
     kept = pipeline.read_summaries(cfg, as_of, version=old_version).set_index("user_id")
     assert set(kept.summarizer_version) == {old_version}
     np.testing.assert_array_equal(np.stack(kept.sort_index().summary),
                                   np.stack(new.sort_index().summary))  # fmt: skip
-    assert pipeline.summarizer_versions(cfg) == [old_version, new_version]
+    assert state.summarizer_versions(cfg) == [old_version, new_version]

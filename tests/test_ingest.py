@@ -8,16 +8,17 @@ import json
 import pandas as pd
 import pytest
 
-from datasets.ingest import REASONS, SourceError
-from spark_jobs import lake
+from sources.ingest import REASONS, SourceError
 from tests.conftest import tiny_config
-from vista import pipeline
+from vista import pipeline, state
+from vista.core import lake
+from vista.core.snapshot import Snapshot
 
 COLUMNS = {"user_id": "uid", "item_id": "iid", "timestamp": "ts", "event_type": "kind",
            "rating": "stars"}  # fmt: skip
 DAY = 86_400
 START = 1767225600  # 2026-01-01
-AS_OF = pipeline.as_of_datetime("2026-01-03")
+AS_OF = Snapshot.of("2026-01-03")
 GOOD = {"uid": 1, "iid": 10, "ts": START, "kind": "view", "stars": 5}
 
 
@@ -246,7 +247,7 @@ def test_run_date_placeholder_picks_that_days_files(tmp_path):
         (tmp_path / day).mkdir()
         write_jsonl(tmp_path / day / "events.jsonl", [{**GOOD, "iid": item}])
     cfg = config(tmp_path, tmp_path / "{date}")
-    pipeline.ingest_source(cfg, pipeline.as_of_datetime("2026-01-02"))
+    pipeline.ingest_source(cfg, Snapshot.of("2026-01-02"))
     assert table(cfg, "events").item_id.tolist() == [10]
     pipeline.ingest_source(cfg, AS_OF)
     assert sorted(table(cfg, "events").item_id) == [10, 11]
@@ -264,7 +265,7 @@ def test_quarantine_counts_reach_the_data_quality_report(tmp_path):
     assert not quarantine["critical"]
     assert quarantine["by_reason"] == {"unparsable": 1, "unknown_event_type": 1,
                                        "negative_timestamp": 1}  # fmt: skip
-    docs = (pipeline.report_dir(cfg, AS_OF) / "data_docs").rglob("*.html")
+    docs = (state.report_dir(cfg, AS_OF) / "data_docs").rglob("*.html")
     page = next(p for p in docs if "quarantine" in p.read_text() and "validations" in str(p))
     text = page.read_text()
     assert "unknown_event_type" in text
@@ -294,6 +295,6 @@ def test_an_unreadable_file_is_named_in_the_data_docs(tmp_path):
     pipeline.ingest_source(cfg, AS_OF)
     outcome = pipeline.validate_events(cfg, AS_OF)
     assert outcome["quarantine"]["files_unreadable"] == [str(folder / "b.parquet")]
-    docs = (pipeline.report_dir(cfg, AS_OF) / "data_docs").rglob("*.html")
+    docs = (state.report_dir(cfg, AS_OF) / "data_docs").rglob("*.html")
     page = next(p for p in docs if "quarantine" in p.read_text() and "validations" in str(p))
     assert "b.parquet" in page.read_text()

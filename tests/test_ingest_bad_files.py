@@ -14,16 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datasets.ingest import REASONS, dedupe
-from datasets.loaders import prepare_file
-from spark_jobs import lake
+from sources.ingest import REASONS, dedupe
+from sources.loaders import prepare_file
 from tests.bad_files import CASES, COLUMNS, HEADER, START, BadFile
 from tests.conftest import tiny_config
 from vista import pipeline
-from vista.config import SourceConfig
+from vista.core import lake
+from vista.core.config import SourceConfig
+from vista.core.snapshot import Snapshot
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-AS_OF = pipeline.as_of_datetime("2026-01-03")
+AS_OF = Snapshot.of("2026-01-03")
 NOW = dt.datetime(2026, 1, 3, tzinfo=dt.UTC)
 _spec = importlib.util.spec_from_file_location("bad_input_table",
                                                PROJECT_ROOT / "bench" / "bad_input_table.py")  # fmt: skip

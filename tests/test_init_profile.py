@@ -15,10 +15,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from datasets.loaders import load_events, split_source
-from spark_jobs import lake
+from sources.loaders import load_events, split_source
 from vista.cli import app
-from vista.config import PROJECT_ROOT, load_config
+from vista.core import lake
+from vista.core.config import PROJECT_ROOT, load_config
 from vista.init_profile import init_profile, label_rule, timestamp_unit
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)

@@ -5,8 +5,8 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from spark_jobs import lake
-from vista.config import PROJECT_ROOT
+from vista.core import lake
+from vista.core.config import PROJECT_ROOT
 
 
 def test_arrow_write_read_and_partition_replace(tmp_path):
@@ -61,7 +61,7 @@ CONCURRENT_WRITER = """
 import sys
 import pyarrow as pa
 from pathlib import Path
-from spark_jobs import lake
+from vista.core import lake
 
 path, worker = Path(sys.argv[1]), int(sys.argv[2])
 for batch in range(10):

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from datasets.loaders import SourceError, load_events, split_tables, stable_category
-from vista.config import ConfigError, SourceConfig, load_config
+from sources.loaders import SourceError, load_events, split_tables, stable_category
+from vista.core.config import ConfigError, SourceConfig, load_config
 
 
 def source(tmp_path, **kw) -> SourceConfig:

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from vista.config import load_config
+from vista.core.config import load_config
 from vista.provenance import PROJECT_ROOT
 
 _spec = importlib.util.spec_from_file_location("model_quality",

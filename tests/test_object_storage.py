@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake.exceptions import CommitFailedError
 
-from spark_jobs import lake
+from devservers.s3_server import CREDENTIALS, REGION, local_s3_server, storage_options
 from vista import pipeline
-from vista.config import PROJECT_ROOT, ConfigError, TableLocation, load_config
-from vista.s3_server import CREDENTIALS, REGION, local_s3_server, storage_options
+from vista.core import lake, names
+from vista.core.config import PROJECT_ROOT, ConfigError, TableLocation, load_config
+from vista.core.snapshot import Snapshot
 
 from .conftest import tiny_config
 
@@ -129,9 +130,9 @@ def test_a_commit_from_a_stale_snapshot_is_refused_not_written_over(s3_root):
 RACING_WRITER = """
 import sys
 import pyarrow as pa
-from spark_jobs import lake
-from vista.config import TableLocation
-from vista.s3_server import storage_options
+from vista.core import lake
+from vista.core.config import TableLocation
+from devservers.s3_server import storage_options
 
 path = TableLocation(sys.argv[1], storage_options(sys.argv[2]))
 worker = int(sys.argv[3])
@@ -188,7 +189,7 @@ def test_ingest_to_s3_equals_ingest_to_local_disk(s3, s3_root, tmp_path):
     paths = {"state": str(tmp_path / "state"), "reports": str(tmp_path / "reports"),
              "lake": s3_root.uri, "storage_options": storage_options(s3)}  # fmt: skip
     remote = tiny_config(tmp_path, paths=paths, source=source(events_path))
-    as_of = pipeline.as_of_datetime("2026-01-03")
+    as_of = Snapshot.of("2026-01-03")
 
     on_disk = pipeline.ingest_source(local, as_of)
     on_s3 = pipeline.ingest_source(remote, as_of)
@@ -197,7 +198,7 @@ def test_ingest_to_s3_equals_ingest_to_local_disk(s3, s3_root, tmp_path):
         k: v for k, v in on_disk.items() if k not in drop
     }
     assert (on_s3["events"], on_s3["quarantined"], on_s3["impressions"]) == (4, 1, 2)
-    for name in (pipeline.EVENTS, pipeline.IMPRESSIONS, pipeline.QUARANTINE):
+    for name in (names.EVENTS, names.IMPRESSIONS, names.QUARANTINE):
         pd.testing.assert_frame_equal(frame(remote, name), frame(local, name))
         assert f"{name}/_delta_log/00000000000000000000.json" in object_keys(s3, s3_root)
     assert not (tmp_path / "state" / "lake").exists()

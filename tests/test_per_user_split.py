@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datasets.ingest import SourceError
-from datasets.loaders import load_events, split_source, split_tables
-from spark_jobs import lake
+from sources.ingest import SourceError
+from sources.loaders import load_events, split_source, split_tables
 from tests.conftest import tiny_config
-from vista import pipeline
-from vista.config import ConfigError, SourceConfig
+from vista import pipeline, state
+from vista.core import lake
+from vista.core.config import ConfigError, SourceConfig
+from vista.core.snapshot import Snapshot
 
 COLUMNS = {"user_id": "uid", "item_id": "iid", "timestamp": "ts", "rating": "stars"}
 DAY = 86_400
@@ -209,7 +210,7 @@ def test_per_user_settings_are_checked_when_loading(tmp_path, overrides, words):
 
 
 def test_every_user_of_movielens_is_split():
-    from vista.config import load_config
+    from vista.core.config import load_config
 
     cfg = load_config("movielens-per-user", environ={})
     if not cfg.source.events_path.exists():
@@ -231,7 +232,7 @@ def test_ingest_writes_both_tables_and_refuses_a_late_file(tmp_path):
     base = {"events_path": str(folder), "columns": COLUMNS, "split": "per_user",
             "per_user_share": 0.3, "per_user_days": 4}  # fmt: skip
     cfg = tiny_config(tmp_path, source=base)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     result = pipeline.ingest_source(cfg, as_of)
     events = lake.read_arrow(cfg.paths.table("events")).to_pandas()
     impressions = lake.read_arrow(cfg.paths.table("impressions")).to_pandas()
@@ -249,13 +250,13 @@ def test_ingest_writes_both_tables_and_refuses_a_late_file(tmp_path):
 # ---------------------------------------------------------------- errors and cold start
 def test_windows_error_names_eval_days_and_the_value_needed():
     as_of = dt.date(2026, 1, 3)
-    message = pipeline.windows_problem(["2026-01-03", "2026-01-04"], 3, as_of)
+    message = state.windows_problem(["2026-01-03", "2026-01-04"], 3, as_of)
     assert "found 2 impression day(s) on or after as_of 2026-01-03" in message
     assert "ranker.eval_days=3" in message
     assert "ranker.eval_days <= 1" in message
     assert "\n" not in message
-    assert "at least 2 impression days" in pipeline.windows_problem([], 1, as_of)
-    assert "source.per_user_share" in pipeline.windows_problem(["2026-01-05"], 1, as_of, True)
+    assert "at least 2 impression days" in state.windows_problem([], 1, as_of)
+    assert "source.per_user_share" in state.windows_problem(["2026-01-05"], 1, as_of, True)
 
 
 def test_cold_start_rows_get_history_length_zero_not_null():
@@ -287,7 +288,7 @@ def test_coverage_error_names_the_setting_and_the_value_needed(tmp_path):
     from validation.checkpoints import DataQualityError
 
     cfg = tiny_config(tmp_path)  # 4 x 16 tokens; features.min_summary_coverage 0.5
-    as_of = pipeline.as_of_datetime("2026-01-03")
+    as_of = Snapshot.of("2026-01-03")
     train, test = feast_like(10, with_summary=3), feast_like(10, with_summary=3, first_id=10)
     with pytest.raises(DataQualityError) as err:
         pipeline.validate_training_set(cfg, as_of, train, test)
@@ -305,7 +306,7 @@ def test_coverage_error_names_the_ttl_that_reaches_the_impressions(tmp_path):
     from validation.checkpoints import DataQualityError
 
     cfg = tiny_config(tmp_path)
-    as_of = pipeline.as_of_datetime("2026-01-03")
+    as_of = Snapshot.of("2026-01-03")
     far = pd.Timestamp("2038-07-01 06:00", tz="UTC")  # 4,562 days and 6 hours later
     train = feast_like(10, with_summary=3).assign(event_timestamp=far)
     test = feast_like(10, with_summary=3, first_id=10)
@@ -320,7 +321,7 @@ def test_coverage_error_names_the_ttl_that_reaches_the_impressions(tmp_path):
 
 def test_cold_start_users_do_not_count_against_coverage(tmp_path):
     cfg = tiny_config(tmp_path)
-    as_of = pipeline.as_of_datetime("2026-01-03")
+    as_of = Snapshot.of("2026-01-03")
     # 6 of 10 rows are cold start: only 4 could have a summary, and 3 have one
     train, test = feast_like(10, 3, cold=6), feast_like(10, 3, cold=6, first_id=10)
     outcome = pipeline.validate_training_set(cfg, as_of, train, test)
@@ -358,7 +359,7 @@ def test_per_user_split_runs_through_the_real_pipeline(tmp_path, spark):
               "short_users": "cold_start"}  # fmt: skip
     # a summarizer trained 10 steps is enough to carry the data through
     cfg = tiny_config(tmp_path, source=source, summarizer={"train_steps": 10})
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     data = pipeline.generate_data(cfg, as_of)
     assert data["split"]["users_not_split"] == {"too_few_events": 3}
     assert data["events"] + data["impressions"] == len(frame)

@@ -15,7 +15,9 @@ from models import probes
 from models.probes import History, Truth
 from tests.conftest import tiny_config
 from vista.cli import app
-from vista.config import ConfigError, ProbeConfig, SummarizerConfig, load_config
+from vista.core import names
+from vista.core.config import ConfigError, ProbeConfig, SummarizerConfig, load_config
+from vista.core.snapshot import Snapshot
 
 DAY = probes.MICROS_PER_DAY
 runner = CliRunner()
@@ -250,21 +252,21 @@ def test_cli_refuses_a_deep_needle_before_any_work(tmp_path, monkeypatch):
 
 def test_probe_refuses_to_mix_two_summarizer_versions(tmp_path):
     from models.summarizer import build_summarizer, save_checkpoint
-    from spark_jobs import lake
-    from vista import pipeline, probing
+    from vista import pipeline, probing, state
+    from vista.core import lake
 
     cfg = tiny_config(tmp_path)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     model = build_summarizer(cfg.summarizer)
-    path = save_checkpoint(model, pipeline.checkpoint_dir(cfg) / "m.pt")
-    (pipeline.checkpoint_dir(cfg) / "current.json").write_text(
+    path = save_checkpoint(model, state.checkpoint_dir(cfg) / "m.pt")
+    (state.checkpoint_dir(cfg) / "current.json").write_text(
         json.dumps({"version": model.version(), "path": str(path)})
     )
     # the snapshot's summaries were made by another version
     day = as_of.date().isoformat()
     rows = pa.table({"user_id": [1], "as_of_date": [day]})
     lake.write_arrow(
-        cfg.paths.table(pipeline.SUMMARIES) / "s-other",
+        cfg.paths.table(names.SUMMARIES) / "s-other",
         rows,
         ["as_of_date"],
         metadata={"vista.partition": f"as_of_date={day}", "vista.summarizer_version": "s-other"},
@@ -275,14 +277,14 @@ def test_probe_refuses_to_mix_two_summarizer_versions(tmp_path):
     assert model.version() in message
     assert "s-other" in message
     assert "\n" not in message
-    assert not pipeline.report_dir(cfg, as_of).exists()
+    assert not state.report_dir(cfg, as_of).exists()
 
 
 def test_sources_fall_back_to_synthetic_users_without_a_snapshot(tmp_path):
     from vista import pipeline, probing
 
     cfg = tiny_config(tmp_path)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+    as_of = Snapshot.of(pipeline.default_as_of(cfg))
     sources, info = probing.load_sources(cfg, as_of, 12)
     assert info["kind"] == "synthetic"
     assert len(sources) == 12

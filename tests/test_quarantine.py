@@ -11,16 +11,17 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from datasets.synthetic import EVENTS_SCHEMA
-from spark_jobs import lake
+from sources.synthetic import EVENTS_SCHEMA
 from tests.bad_files import COLUMNS, GOOD, HEADER, START, csv_bytes
 from tests.conftest import tiny_config
 from validation.checkpoints import DataQualityError
 from vista import pipeline
 from vista import quarantine as q
 from vista.cli import app
+from vista.core import lake
+from vista.core.snapshot import Snapshot
 
-D1, D2 = pipeline.as_of_datetime("2026-01-03"), pipeline.as_of_datetime("2026-01-04")
+D1, D2 = Snapshot.of("2026-01-03"), Snapshot.of("2026-01-04")
 
 
 def config(tmp_path, events_path, **source):
@@ -153,14 +154,14 @@ def test_header_of_export_is_the_quarantine_schema(tmp_path):
     cfg = config(tmp_path, path)
     pipeline.ingest_source(cfg, D1)
     frame = pd.read_csv(q.export_csv(q.rows(cfg), tmp_path / "q.csv"))
-    from datasets.ingest import QUARANTINE_SCHEMA
+    from sources.ingest import QUARANTINE_SCHEMA
 
     assert list(frame.columns) == QUARANTINE_SCHEMA.names
 
 
 def test_a_quarantine_table_of_the_older_schema_gains_the_delivery_columns(tmp_path):
     """Tables written before file_key and ingest_run keep their rows; new rows add them."""
-    from datasets.ingest import QUARANTINE_SCHEMA
+    from sources.ingest import QUARANTINE_SCHEMA
 
     old_schema = pa.schema([f for f in QUARANTINE_SCHEMA if f.name not in ("file_key",
                                                                           "ingest_run")])  # fmt: skip

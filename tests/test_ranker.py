@@ -15,7 +15,7 @@ from models.ranker import (
 )
 from models.scoring_cost import scoring_cost
 from vista import pipeline
-from vista.config import RankerConfig
+from vista.core.config import RankerConfig
 
 from .conftest import served_ranker_auc
 
@@ -218,7 +218,7 @@ def test_rankers_start_from_the_summarizers_embeddings():
 
     from models.ranker import Ranker
     from models.summarizer import build_summarizer
-    from vista.config import SummarizerConfig
+    from vista.core.config import SummarizerConfig
 
     summarizer = build_summarizer(SummarizerConfig(mode="memory", n_seeds=4, dim=16,
                                                    n_heads=2, vocab_size=128,
@@ -238,7 +238,7 @@ def test_slot_ranker_starts_reading_where_the_summarizer_writes():
 
     from models.ranker import Ranker
     from models.summarizer import build_summarizer
-    from vista.config import SummarizerConfig
+    from vista.core.config import SummarizerConfig
 
     summarizer = build_summarizer(SummarizerConfig(
         mode="memory", address="softmax", head_pooling="slot", n_seeds=4, dim=16, n_heads=2,
@@ -261,7 +261,7 @@ def test_slot_match_grows_with_how_often_the_candidate_was_consumed():
     from models.attention import TokenPooling, slot_match
     from models.ranker import Ranker
     from models.summarizer import build_summarizer, encode_histories
-    from vista.config import SummarizerConfig
+    from vista.core.config import SummarizerConfig
 
     torch.manual_seed(0)
     cfg = SummarizerConfig(mode="memory", address="softmax", head_pooling="slot",

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
+from devservers.redis_server import find_redis_server, free_port, local_redis_server
 from vista import features, pipeline
-from vista.config import PROJECT_ROOT, ConfigError, load_config
-from vista.redis_server import find_redis_server, free_port, local_redis_server
+from vista.core.config import PROJECT_ROOT, ConfigError, load_config
 
 from .conftest import tiny_config
 

@@ -12,8 +12,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.evaluation import metrics_by_bucket, verdict
-from vista import pipeline
-from vista.config import EvaluationConfig
+from vista import pipeline, state
+from vista.core.config import EvaluationConfig
 from vista.evaluation import (
     WORLD,
     aggregate_runs,
@@ -63,8 +63,8 @@ def test_report_compares_every_variant_on_the_feast_evaluation_set(pipeline_run)
     # the persisted predictions hold the evaluation window's impressions, one row each;
     # the labels checked against them come from the lake, not from the file
     predictions = pd.read_parquet(files["predictions"])
-    _, eval_days = pipeline.impression_windows(cfg, as_of)
-    truth = pipeline.read_impressions(cfg, eval_days).set_index("impression_id")["label"]
+    _, eval_days = state.impression_windows(cfg, as_of)
+    truth = state.read_impressions(cfg, eval_days).set_index("impression_id")["label"]
     assert sorted(predictions["impression_id"]) == sorted(truth.index)
     labels = truth.loc[predictions["impression_id"]].to_numpy()
     compared = evaluation["intervals"]["buckets"]
@@ -123,11 +123,11 @@ def test_report_compares_every_variant_on_the_feast_evaluation_set(pipeline_run)
 def test_feast_join_keeps_the_impressions_extra_columns(pipeline_run):
     """The oracle columns the generator adds to impressions reach the evaluation frame:
     the point-in-time join keeps every entity-frame column, row for row."""
-    from vista import features
+    from vista import features, state
 
     cfg, as_of, _ = pipeline_run
-    _, eval_days = pipeline.impression_windows(cfg, as_of)
-    entity_df = pipeline.read_impressions(cfg, eval_days).drop(columns=["impression_date"])
+    _, eval_days = state.impression_windows(cfg, as_of)
+    entity_df = state.read_impressions(cfg, eval_days).drop(columns=["impression_date"])
     extra = {c: np.linspace(0, 1, len(entity_df)) for c in WORLD if c != "oracle_prob"}
     entity_df = entity_df.assign(**extra)
     got = features.training_frame(features.feature_store(cfg), entity_df,
@@ -251,7 +251,7 @@ def test_real_data_without_an_oracle_has_no_headroom_sections():
 def test_targets_are_reported_met_or_missed_by_their_intervals():
     """A profile's targets (evaluation.targets) come back met, met by the estimate only
     or missed, from the same paired bootstrap as every other figure."""
-    from vista.config import TargetConfig
+    from vista.core.config import TargetConfig
     from vista.report import target_checks
 
     predictions = _world()

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -24,11 +25,11 @@ import psutil
 import pytest
 from fastapi.testclient import TestClient
 
+from devservers.ports import free_port
 from models.ranker import load_ranker, score
 from tests.bad_requests import CASES, BadRequest, doc, padded
-from vista import api_docs, cli, http_input, pipeline, serving
-from vista.config import PROJECT_ROOT, ConfigError, ServingConfig, load_config
-from vista.ports import free_port
+from vista import api_docs, cli, http_input, pipeline, serving, state
+from vista.core.config import PROJECT_ROOT, ConfigError, ServingConfig, load_config
 
 _spec = importlib.util.spec_from_file_location("bad_input_table",
                                                PROJECT_ROOT / "bench" / "bad_input_table.py")  # fmt: skip
@@ -68,8 +69,8 @@ def offline_scores(model, summary, cands: list[dict]) -> np.ndarray:
 
 def test_ranker_artifact_records_the_summarizer_version_it_read(served):
     cfg, _, trained, service, _ = served
-    assert trained["artifact"]["summarizer_version"] == pipeline.current_summarizer(cfg)["version"]
-    _, metadata = load_ranker(pipeline.current_ranker(cfg)["path"])
+    assert trained["artifact"]["summarizer_version"] == state.current_summarizer(cfg)["version"]
+    _, metadata = load_ranker(state.current_ranker(cfg)["path"])
     assert metadata["summarizer_version"] == service.scorer.summarizer_version
     assert metadata["metrics"]["auc"] == trained["metrics"]["ranker_v1"]["auc"]
 
@@ -111,7 +112,7 @@ def test_an_unknown_user_gets_the_cold_start_answer(served):
 def lake_categories(cfg) -> pd.Series:
     """item id -> category as the lake's events and impressions hold it, read here with
     plain delta-rs (not the service's batched reader)."""
-    from spark_jobs import lake
+    from vista.core import lake
 
     rows = pd.concat([
         lake.read_arrow(cfg.paths.table(name), columns=["item_id", "category"]).to_pandas()
@@ -190,8 +191,8 @@ def test_an_unknown_item_is_scored_as_unknown_and_counted(served):
 
 
 def test_unknown_category_is_the_lakes_and_the_rankers_unknown():
-    from datasets.loaders import UNKNOWN_CATEGORY
     from models.summarizer import UNKNOWN_ITEM, item_index
+    from sources.loaders import UNKNOWN_CATEGORY
     from vista import items
 
     assert items.UNKNOWN_CATEGORY == UNKNOWN_CATEGORY
@@ -595,86 +596,103 @@ def fuzz_bodies(user: int, limit: int):
             | st.binary(max_size=64) | valid_bodies | big)  # fmt: skip
 
 
-def rss_bytes() -> int:
-    gc.collect()
-    return psutil.Process().memory_info().rss
-
-
 def test_fuzzed_bodies_never_get_500_and_memory_comes_back(served, tmp_path):
-    """Thousands of generated bodies: every answer is 200, 413 or 422 (never 500, and no
-    exception in the app), and this process (the server under TestClient) holds no more
-    than 10% more memory afterwards than after a warm-up with the same kinds of body."""
+    """Thousands of generated bodies against `vista serve` (a process of its own, over
+    HTTP): every answer is 200, 413 or 422 (never 500), and the server holds no more than
+    10% more memory afterwards than after a warm-up with the same kinds of body."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis.configuration import set_hypothesis_home_dir
 
     # Hypothesis caches (constants, unicode data) under ./.hypothesis by default: the repo
     set_hypothesis_home_dir(tmp_path / "hypothesis")
-    cfg, as_of, _, service, _ = served
+    cfg, as_of, _, _, _ = served
     user = int(pipeline.read_summaries(cfg, as_of)["user_id"].iloc[0])
-    client = TestClient(serving.create_app(service, cfg.serving))
     headers = {"content-type": "application/json"}
     statuses: Counter[int] = Counter()
     bodies = fuzz_bodies(user, cfg.serving.max_body_bytes)
+    # a ttl that keeps the dated tiny snapshot fresh: valid bodies reach the ranker
+    with vista_serve(cfg, VISTA__FEATURES__TTL_DAYS="36500") as (server, base), \
+            httpx.Client(base_url=base, timeout=60) as client:  # fmt: skip
 
-    # derandomized: the same bodies on every run, so a failure in CI reproduces anywhere;
-    # database=None: nothing written under the repo
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(body=bodies)
-    def post(body: bytes) -> None:
-        response = client.post("/score", content=body, headers=headers)
-        statuses[response.status_code] += 1
-        assert response.status_code in (200, 413, 422), (response.status_code, body[:200])
-        assert len(response.content) <= max(ANSWER_LIMIT, 64 * serving.MAX_CANDIDATES)
+        def rss_bytes() -> int:
+            return psutil.Process(server.pid).memory_info().rss
 
-    for _ in range(3):  # warm-up: allocator pools and caches of every path reach their size
-        for body in [max_size_body(user, cfg.serving.max_body_bytes),
-                     max_size_body(user, cfg.serving.max_body_bytes, valid=False),
-                     doc(user_id=user, candidates=candidates(50))]:  # fmt: skip
-            client.post("/score", content=body, headers=headers)
-    before = rss_bytes()
-    started = time.perf_counter()
-    try:
-        post()
-    finally:
-        set_hypothesis_home_dir(None)
-    seconds = time.perf_counter() - started
-    after = rss_bytes()
+        # derandomized: the same bodies on every run, so a failure in CI reproduces
+        # anywhere; database=None: nothing written under the repo
+        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @given(body=bodies)
+        def post(body: bytes) -> None:
+            response = client.post("/score", content=body, headers=headers)
+            statuses[response.status_code] += 1
+            assert response.status_code in (200, 413, 422), (response.status_code, body[:200])
+            assert len(response.content) <= max(ANSWER_LIMIT, 64 * serving.MAX_CANDIDATES)
+
+        for _ in range(3):  # warm-up: allocator pools and caches of every path reach their size
+            for body in [max_size_body(user, cfg.serving.max_body_bytes),
+                         max_size_body(user, cfg.serving.max_body_bytes, valid=False),
+                         doc(user_id=user, candidates=candidates(50))]:  # fmt: skip
+                client.post("/score", content=body, headers=headers)
+        before = rss_bytes()
+        started = time.perf_counter()
+        try:
+            post()
+        finally:
+            set_hypothesis_home_dir(None)
+        seconds = time.perf_counter() - started
+        after = rss_bytes()
+        health = client.get("/health").json()
     print(f"fuzz: {sum(statuses.values())} bodies in {seconds:.1f} s, statuses {dict(statuses)},"
-          f" RSS {before / 2**20:.0f} -> {after / 2**20:.0f} MiB")  # fmt: skip
+          f" server RSS {before / 2**20:.0f} -> {after / 2**20:.0f} MiB")  # fmt: skip
     assert sum(statuses.values()) >= FUZZ_EXAMPLES * 0.9
     assert statuses[200] > 0
     assert statuses[422] > 0
+    assert health["answers_by_summary_status"].get("fresh", 0) > 0, health
     assert after <= before * 1.10, f"RSS {before / 2**20:.0f} -> {after / 2**20:.0f} MiB"
+
+
+@contextlib.contextmanager
+def vista_serve(cfg, **env: str):
+    """`vista serve` as a user starts it, on the state of ``cfg``: a uvicorn process on
+    loopback; yields (process, base URL) once /health answers."""
+    port = free_port()
+    env = {
+        **os.environ, **env,
+        "VISTA__PATHS__STATE": str(cfg.paths.state),
+        "VISTA__PATHS__LAKE": str(cfg.paths.lake),
+        "VISTA__PATHS__REPORTS": str(cfg.paths.reports),
+    }  # fmt: skip
+    command = [sys.executable, "-m", "vista.cli", "serve", "-p", "tiny", "--port", str(port)]
+    # its log to a file: a pipe nobody reads fills up and blocks the server
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log,
+                                  text=True)  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    httpx.get(f"{base}/health", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, log.seek(0) or log.read()[-3000:]
+                    assert time.monotonic() < deadline, "vista serve did not start in 120 s"
+                    time.sleep(0.5)
+            yield server, base
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 @pytest.mark.slow
 def test_vista_serve_answers_over_http(served):
     """`vista serve` as a user starts it: a uvicorn process on loopback."""
     cfg, as_of, _, _, _ = served
-    port = free_port()
-    env = {
-        **os.environ,
-        "VISTA__PATHS__STATE": str(cfg.paths.state),
-        "VISTA__PATHS__LAKE": str(cfg.paths.lake),
-        "VISTA__PATHS__REPORTS": str(cfg.paths.reports),
-    }
-    command = [sys.executable, "-m", "vista.cli", "serve", "-p", "tiny", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read()[-3000:]
-                assert time.monotonic() < deadline, "vista serve did not start in 120 s"
-                time.sleep(0.5)
-        assert health.json()["summarizer_version"] == pipeline.current_summarizer(cfg)["version"]
+    with vista_serve(cfg) as (_, base):
+        health = httpx.get(f"{base}/health", timeout=10)
+        assert health.json()["summarizer_version"] == state.current_summarizer(cfg)["version"]
         user = int(pipeline.read_summaries(cfg, as_of)["user_id"].iloc[0])
-        response = httpx.post(f"http://127.0.0.1:{port}/score",
+        response = httpx.post(f"{base}/score",
                               json={"user_id": user, "candidates": candidates(5)}, timeout=30)  # fmt: skip
         assert response.status_code == 200, response.text
         # `vista serve` tells time by the real clock: the tiny world's snapshot is dated,
@@ -682,11 +700,8 @@ def test_vista_serve_answers_over_http(served):
         age = dt.datetime.now(dt.UTC) - as_of
         expected = "stale" if age > dt.timedelta(days=cfg.features.ttl_days) else "fresh"
         assert response.json()["summary_status"] == expected
-        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+        health = httpx.get(f"{base}/health", timeout=10).json()
         assert health["answers_by_summary_status"] == {expected: 1}
-        bad = httpx.post(f"http://127.0.0.1:{port}/score",
+        bad = httpx.post(f"{base}/score",
                          json={"user_id": user, "candidates": [{"item_id": "x"}]}, timeout=30)  # fmt: skip
         assert bad.status_code == 422
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -7,9 +7,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from models.ranker import Ranker, RankerSpec, SummaryShape, score, score_one_user, train_ranker
-from models.sketch import sketch_read
+from models.sketch import sketch_features, sketch_read
 from models.summarizer import build_summarizer, encode_histories, item_index
-from vista.config import RankerConfig, SummarizerConfig
+from vista.core.config import RankerConfig, SummarizerConfig
 
 VOCAB = 4099
 
@@ -47,6 +47,26 @@ def test_sketch_reads_back_each_items_count_and_zero_for_items_never_seen():
     np.testing.assert_allclose(read.numpy(), [*counts[:5], 0.0], atol=1e-6)
     # the unknown item (row 0) writes nothing
     torch.testing.assert_close(sketch_of(model, np.r_[history, -1]), sketch)
+
+
+def test_sketch_features_tell_a_clean_slot_from_a_crowded_one():
+    """An item alone in its slot reads an RMS equal to its count; an item sharing its slot
+    with a heavy one reads an RMS far above its count estimate."""
+    model = build_summarizer(memory(sketch_heads=1)).eval()
+    ids = np.arange(1, 2000)
+    slots = model.sketch_slots[torch.from_numpy(item_index(ids, VOCAB)), 0].numpy()
+    values, first, counts = np.unique(slots, return_index=True, return_counts=True)
+    alone = ids[first[0]]
+    shared = np.flatnonzero(slots == values[np.argmax(counts)])  # a slot two or more share
+    light, heavy = ids[shared[0]], ids[shared[1]]
+    history = np.r_[np.repeat(alone, 3), light, np.repeat(heavy, 40)]
+    sketch = sketch_of(model, history)
+    candidates = torch.from_numpy(item_index(np.array([alone, light]), VOCAB))[None]
+    count, rms = sketch_features(candidates, sketch, model.sketch_slots,
+                                 model.sketch_signatures)[0].T  # fmt: skip
+    np.testing.assert_allclose([count[0], rms[0]], [3.0, 3.0], atol=1e-5)
+    assert rms[1] > 30, rms[1]
+    assert rms[1] > 2 * abs(count[1]), (count[1], rms[1])
 
 
 def test_sketch_state_adds_up_over_any_split_of_the_history():

@@ -15,7 +15,9 @@ import sys
 import numpy as np
 import pytest
 
-from vista.ports import free_port
+from devservers.ports import free_port
+from vista.core import names
+from vista.core.snapshot import Snapshot
 
 from .conftest import tiny_config
 
@@ -27,10 +29,11 @@ CODEC = {"features": {"summary_codec": "float32"}}
 CLUSTER_RUN = """
 import json
 from vista import pipeline
-from vista.config import load_config
+from vista.core.config import load_config
+from vista.core.snapshot import Snapshot
 
 cfg = load_config()
-as_of = pipeline.as_of_datetime(pipeline.default_as_of(cfg))
+as_of = Snapshot.of(pipeline.default_as_of(cfg))
 pipeline.generate_data(cfg)
 steps = {"histories": pipeline.build_histories(cfg, as_of),
          "summarizer": pipeline.train_summarizer(cfg, as_of, progress=False),
@@ -42,22 +45,23 @@ print(json.dumps({"master": sc.master, "app_id": sc.applicationId, **steps}, def
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from spark_jobs import standalone
+    from devservers import spark_standalone
 
-    spec = standalone.Cluster(
+    spec = spark_standalone.Cluster(
         home=tmp_path_factory.mktemp("spark-cluster"), port=free_port(), webui_port=free_port(),
         workers=2, worker_cores=1, worker_memory="1g", ident=f"vista-test-{os.getpid()}",
     )  # fmt: skip
     try:
-        state = standalone.start(spec)
+        state = spark_standalone.start(spec)
         yield spec, state
     finally:
-        standalone.stop(spec)
+        spark_standalone.stop(spec)
 
 
 def test_cluster_runs_the_jobs_like_local_mode(cluster, tmp_path):
-    from spark_jobs import lake, standalone
+    from devservers import spark_standalone
     from vista import pipeline
+    from vista.core import lake
 
     spec, state = cluster
     assert state["aliveworkers"] == 2
@@ -65,7 +69,7 @@ def test_cluster_runs_the_jobs_like_local_mode(cluster, tmp_path):
 
     # local mode, in this process: it also trains the summarizer both runs use
     local = tiny_config(tmp_path / "local", **CODEC)
-    as_of = pipeline.as_of_datetime(pipeline.default_as_of(local))
+    as_of = Snapshot.of(pipeline.default_as_of(local))
     pipeline.generate_data(local)
     pipeline.build_histories(local, as_of)
     pipeline.train_summarizer(local, as_of, progress=False)
@@ -89,7 +93,7 @@ def test_cluster_runs_the_jobs_like_local_mode(cluster, tmp_path):
     )
 
     # both workers ran executors of the app, and those executors ran tasks
-    finished = {app["id"]: app for app in standalone.master_state(spec)["completedapps"]}
+    finished = {app["id"]: app for app in spark_standalone.master_state(spec)["completedapps"]}
     assert finished[steps["app_id"]]["state"] == "FINISHED"
     for worker in (1, 2):
         logs = list((spec.work_dir(worker) / steps["app_id"]).glob("*/stderr"))
@@ -98,7 +102,7 @@ def test_cluster_runs_the_jobs_like_local_mode(cluster, tmp_path):
 
     # histories: identical, row for row
     day = [("as_of_date", "=", as_of.date().isoformat())]
-    histories = [lake.read_arrow(c.paths.table(pipeline.HISTORIES), filters=day).sort_by("user_id")
+    histories = [lake.read_arrow(c.paths.table(names.HISTORIES), filters=day).sort_by("user_id")
                  for c in (local, remote)]  # fmt: skip
     assert histories[0].num_rows == local.generator.n_users
     assert histories[0].equals(histories[1])
@@ -118,12 +122,12 @@ def test_cluster_runs_the_jobs_like_local_mode(cluster, tmp_path):
 def test_the_cluster_listens_on_loopback_only(cluster):
     """Every socket of the master's and the workers' JVMs (RPC, web UIs, block managers)
     listens on 127.0.0.1; cluster.host (spark.master's host) is what opens them wider."""
-    from spark_jobs import standalone
+    from devservers import spark_standalone
     from tests.sockets import LOOPBACK, listening
 
     spec, _ = cluster
-    pids = [int(standalone._pid_file(spec, cls, i).read_text())
-            for cls, i, _ in standalone.daemons(spec)]  # fmt: skip
+    pids = [int(spark_standalone._pid_file(spec, cls, i).read_text())
+            for cls, i, _ in spark_standalone.daemons(spec)]  # fmt: skip
     sockets = set().union(*map(listening, pids))
     assert {spec.port, spec.webui_port} <= {port for _, _, port in sockets}, sockets
     assert {ip for _, ip, _ in sockets} <= LOOPBACK, sockets

@@ -6,8 +6,8 @@ import torch
 
 from models.summarizer import VistaSummarizer, encode_histories, save_checkpoint
 from spark_jobs.summarize import length_batches, summarize_histories
-from vista.config import SummarizerConfig
-from vista.summary_codec import decode
+from vista.core.config import SummarizerConfig
+from vista.core.summary_codec import decode
 
 AS_OF = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 

@@ -20,7 +20,7 @@ from models.summarizer import (
     save_checkpoint,
 )
 from models.train_summarizer import subsample
-from vista.config import SummarizerConfig
+from vista.core.config import SummarizerConfig
 
 
 def cfg(**kw) -> SummarizerConfig:

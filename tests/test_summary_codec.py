@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from vista.summary_codec import (
+from vista.core.summary_codec import (
     SummaryDecodeError,
     bf16_bits,
     bf16_values,

@@ -4,8 +4,8 @@ import pytest
 from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
-from datasets.synthetic import build_world, generate, oracle_probability
-from vista.config import GeneratorConfig
+from sources.synthetic import build_world, generate, oracle_probability
+from vista.core.config import GeneratorConfig
 
 
 def small(**kw) -> GeneratorConfig:

@@ -1,9 +1,9 @@
 import numpy as np
 import pyarrow as pa
 
-from datasets.synthetic import generate
 from models.train_summarizer import train_summarizer
-from vista.config import GeneratorConfig, SummarizerConfig
+from sources.synthetic import generate
+from vista.core.config import GeneratorConfig, SummarizerConfig
 
 
 def _histories_and_impressions(gen: GeneratorConfig):

@@ -13,7 +13,8 @@ import great_expectations as gx
 import numpy as np
 import pandas as pd
 
-from datasets.synthetic import EVENT_TYPES
+from sources.synthetic import EVENT_TYPES
+from vista.core.names import CATEGORY_HISTORIES, HISTORY_TAIL
 
 # an L2 norm above this per token means the summarizer blew up
 MAX_TOKEN_NORM = 1e3
@@ -100,8 +101,7 @@ def raw_features_suite(tail_length: int, per_category: int) -> SuiteSpec:
         critical=True,
         expectations=[
             E.ExpectTableRowCountToBeBetween(min_value=1),
-            E.ExpectColumnValuesToBeInSet(column="table", value_set=["user_history_tail",
-                                                                     "user_category_histories"]),
+            E.ExpectColumnValuesToBeInSet(column="table", value_set=[HISTORY_TAIL, CATEGORY_HISTORIES]),
             E.ExpectColumnValuesToBeUnique(column="row_key"),
             E.ExpectColumnValuesToBeBetween(column="list_length", min_value=1,
                                             max_value=max(tail_length, per_category)),

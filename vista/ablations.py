@@ -31,7 +31,8 @@ from typing import Any
 
 import pandas as pd
 
-from vista.config import SummarizerConfig, VistaConfig
+from vista.core.config import SummarizerConfig, VistaConfig
+from vista.core.snapshot import Snapshot
 
 LINKED_TABLES = ("events", "impressions", "user_histories")
 BASELINE = "baseline"
@@ -98,25 +99,25 @@ def arm_config(
     return arm
 
 
-def run_arm(cfg: VistaConfig, as_of: dt.datetime, stale_days: int, progress: bool) -> dict:
+def run_arm(cfg: VistaConfig, as_of: Snapshot, stale_days: int, progress: bool) -> dict:
     """Summarize, apply Feast, train and score the VISTA ranker with each seed; the
     result holds ``predictions`` (a frame: the rows and a score column per seed, under
     the model name ``arm``) beside the JSON-ready figures."""
     from models.evaluation import metrics_by_bucket
     from models.ranker import score, train_ranker
-    from vista import features, pipeline
+    from vista import features, pipeline, state
     from vista.evaluation import aggregate_runs, frozen_summarizer, predictions_frame, ranker_spec
 
-    snapshot = as_of - dt.timedelta(days=stale_days)
+    snapshot = Snapshot.of(as_of - dt.timedelta(days=stale_days))
     if stale_days:
         pipeline.build_histories(cfg, snapshot, full=True)
     model = pipeline.train_summarizer(cfg, as_of, progress=progress)
     summaries = pipeline.summarize(cfg, snapshot, full=True)
     store = features.apply_repo(cfg)
-    train_days, eval_days = pipeline.impression_windows(cfg, as_of)
+    train_days, eval_days = state.impression_windows(cfg, as_of)
 
     def frame(days):
-        entity_df = pipeline.read_impressions(cfg, days).drop(columns=["impression_date"])
+        entity_df = state.read_impressions(cfg, days).drop(columns=["impression_date"])
         got = features.training_frame(store, entity_df, features.FEATURE_SERVICE)
         return got.sort_values("impression_id").reset_index(drop=True)
 
@@ -169,7 +170,7 @@ def arm_predictions(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def run_ablations(
-    cfg: VistaConfig, as_of: dt.datetime, only: list[str] | None = None, progress: bool = True
+    cfg: VistaConfig, as_of: Snapshot, only: list[str] | None = None, progress: bool = True
 ) -> dict[str, Any]:
     results = {}
     for name, arm in arms(cfg).items():
@@ -183,7 +184,7 @@ def run_ablations(
             shutil.copytree(baseline_models, arm_cfg.paths.state / "models")
         results[name] = {**arm, **run_arm(arm_cfg, as_of, arm["stale_days"], progress)}
     frames = {name: arm.pop("predictions") for name, arm in results.items()}
-    out: dict[str, Any] = {"as_of": as_of.date().isoformat(), "seeds": cfg.ranker.seeds,
+    out: dict[str, Any] = {"as_of": as_of.iso, "seeds": cfg.ranker.seeds,
                            "arms": results}  # fmt: skip
     if frames:
         from vista.evaluation import intervals

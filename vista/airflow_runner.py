@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vista.config import PROJECT_ROOT, VistaConfig
+from vista.core.config import PROJECT_ROOT, VistaConfig
 from vista.orchestration import CHAIN, DAG_PARAMS
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"

@@ -14,13 +14,14 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from vista import errors
-from vista.config import load_config
+from vista.core import errors
+from vista.core.config import load_config
+from vista.core.snapshot import Snapshot
 
 
 class _Commands(TyperGroup):
     """Every command runs through here, so that failures end the same way everywhere: an
-    expected one (vista.errors) with one line naming the problem and its fix, exit status
+    expected one (vista.core.errors) with one line naming the problem and its fix, exit status
     2 (--debug: its traceback first); anything else, a bug, with its traceback."""
 
     def invoke(self, ctx: typer.Context) -> Any:
@@ -86,7 +87,7 @@ def _config(profile: str | None, overrides: dict | None = None):
 def _as_of(cfg, as_of: str | None):
     from vista import pipeline
 
-    return pipeline.as_of_datetime(as_of or pipeline.default_as_of(cfg))
+    return Snapshot.of(as_of or pipeline.default_as_of(cfg))
 
 
 def _print(result) -> None:
@@ -122,7 +123,7 @@ def _step(name: str, profile: str | None, as_of: str | None, **kwargs) -> None:
     from vista import pipeline
 
     cfg = _config(profile)
-    _print(getattr(pipeline, name)(cfg, _as_of(cfg, as_of), **kwargs))
+    _print(pipeline.STEPS[name](cfg, _as_of(cfg, as_of), **kwargs))
 
 
 Full = Annotated[
@@ -190,7 +191,7 @@ def run(
         if name == "evaluate_and_report" and not evaluate:
             continue
         typer.echo(f"-- {name}", err=True)
-        pipeline.record_step(cfg, date, name, getattr(pipeline, name)(cfg, date))
+        pipeline.record_step(cfg, date, name, pipeline.STEPS[name](cfg, date))
     path = pipeline.write_summary(cfg, date)["path"]
     typer.echo(pipeline.format_summary(json.loads(Path(path).read_text())))
 
@@ -219,12 +220,12 @@ def ablate(
 ) -> None:
     """VISTA ablations (reconstruction loss on/off, K = 32/64/128, summaries 1 and 3 days
     stale), each arm in its own state folder: reports/<as_of>/ablations.md."""
-    from vista import ablations, pipeline
+    from vista import ablations, state
 
     cfg = _config(profile)
     date = _as_of(cfg, as_of)
     result = ablations.run_ablations(cfg, date, only=arm)
-    files = ablations.write_ablations(pipeline.report_dir(cfg, date), result)
+    files = ablations.write_ablations(state.report_dir(cfg, date), result)
     typer.echo(ablations.render_ablations(result))
     typer.echo(f"ablations: {files['ablations']}")
 
@@ -245,7 +246,7 @@ def probe(
     """Linear probes on the current summarizer's frozen summaries: event counts per
     category, planted needle items by depth, days since a category's last event, against
     history length and beside the last-100 baseline: reports/<as_of>/probes.md."""
-    from vista import pipeline, probing
+    from vista import probing, state
 
     base = _config(profile).probe
     given: dict = {"lengths": length, "depths": depth, "users": users}
@@ -257,7 +258,7 @@ def probe(
     cfg = _config(profile, {"probe": {k: v for k, v in given.items() if v is not None}})
     date = _as_of(cfg, as_of)
     result = probing.run_probes(cfg, date)
-    files = probing.write_probes(pipeline.report_dir(cfg, date), result)
+    files = probing.write_probes(state.report_dir(cfg, date), result)
     typer.echo(probing.render_probe_table(result))
     typer.echo(f"probes: {files['probes']}")
 
@@ -309,14 +310,14 @@ def dag_test(
 ) -> None:
     """Run the DAG chain (ingest -> histories -> summaries -> features -> ranker) for one
     date with `airflow dags test`, in order, as asset-triggered runs would."""
-    from vista import pipeline
+    from vista import pipeline, state
 
     cfg = _config(profile)
-    date = _as_of(cfg, as_of).date().isoformat()
+    date = _as_of(cfg, as_of).iso
     params = {"full_rebuild": full_rebuild, "retrain_summarizer": retrain_summarizer,
               "evaluate": evaluate, "regenerate": regenerate}  # fmt: skip
     _run_chain(cfg, date, {k: v for k, v in params.items() if v})
-    summary = pipeline.report_dir(cfg, pipeline.as_of_datetime(date)) / "summary.json"
+    summary = state.report_dir(cfg, Snapshot.of(date)) / "summary.json"
     typer.echo(pipeline.format_summary(json.loads(summary.read_text())))
     typer.echo(f"summary: {cfg.paths.reports / 'latest' / 'summary.json'}")
     _warn_paused(cfg)
@@ -406,7 +407,7 @@ def postgres(
 ) -> None:
     """A local PostgreSQL for Airflow's metadata (Debian's server binaries), at the
     profile's airflow.sql_alchemy_conn, kept in <state>/postgres; loopback only."""
-    from vista import postgres_local
+    from devservers import postgres_local
 
     if action not in ("start", "stop", "status"):
         typer.echo(f"error: action must be start, stop or status, got {action!r}", err=True)
@@ -461,14 +462,14 @@ def spark_cluster(
 ) -> None:
     """A Spark standalone cluster on this machine (a master and workers on loopback) at
     the profile's spark.master; logs and executor output under <state>/spark-cluster."""
-    from spark_jobs import standalone
+    from devservers import spark_standalone
 
     if action not in ("start", "stop", "status"):
         typer.echo(f"error: action must be start, stop or status, got {action!r}", err=True)
         raise typer.Exit(2)
     cfg = _config(profile)
     try:
-        cluster = standalone.Cluster.for_master(
+        cluster = spark_standalone.Cluster.for_master(
             cfg.spark.master, cfg.paths.state / "spark-cluster", webui_port=webui_port,
             workers=workers, worker_cores=cores, worker_memory=memory,
         )  # fmt: skip
@@ -477,13 +478,13 @@ def spark_cluster(
         raise typer.Exit(2) from None
     if action == "start":
         try:
-            standalone.start(cluster)
+            spark_standalone.start(cluster)
         except RuntimeError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
     elif action == "stop":
-        standalone.stop(cluster)
-    state = standalone.master_state(cluster)
+        spark_standalone.stop(cluster)
+    state = spark_standalone.master_state(cluster)
     _print({"master": cluster.master_url, "web_ui": cluster.state_url.removesuffix("json/"),
             "running": state is not None,
             "alive_workers": None if state is None else state["aliveworkers"]})  # fmt: skip

@@ -13,16 +13,20 @@ them into the report.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from vista.config import EvaluationConfig, VistaConfig
-from vista.errors import SettingError
+from vista import features
+from vista.core.config import EvaluationConfig, VistaConfig
+from vista.core.errors import SettingError
+from vista.core.names import IMPRESSION_DATE
+from vista.core.snapshot import Snapshot
+from vista.state import current_summarizer, impression_windows, read_impressions
 
 METRICS = ("auc", "gauc", "log_loss", "ne")
 # the history-blind ranker: the floor of headroom captured (when it is evaluated)
@@ -157,15 +161,13 @@ def carry_entity_columns(got: pd.DataFrame, entity_df: pd.DataFrame) -> pd.DataF
     return got.merge(entity_df[["impression_id", *missing]], on="impression_id", how="left")
 
 
-def evaluation_frames(cfg: VistaConfig, as_of: dt.datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluation_frames(cfg: VistaConfig, as_of: Snapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) from Feast: every feature any variant reads, point-in-time."""
-    from vista import features, pipeline
-
-    train_days, eval_days = pipeline.impression_windows(cfg, as_of)
+    train_days, eval_days = impression_windows(cfg, as_of)
     store = features.feature_store(cfg)
 
     def frame(days: list[str]) -> pd.DataFrame:
-        entity_df = pipeline.read_impressions(cfg, days).drop(columns=["impression_date"])
+        entity_df = read_impressions(cfg, days).drop(columns=[IMPRESSION_DATE])
         got = features.training_frame(store, entity_df, features.EVALUATION_SERVICE)
         got = carry_entity_columns(got, entity_df)
         return got.sort_values("impression_id").reset_index(drop=True)
@@ -191,6 +193,7 @@ def ranker_spec(cfg: VistaConfig, variant: str):
         # VISTA reads the tokens the way the source model's head did when they were made
         pooling=cfg.summarizer.head_pooling if variant == "vista" else "",
         slot_match=cfg.summarizer.slot_match,
+        sketch_energy=cfg.ranker.sketch_energy,
     )
 
 
@@ -199,10 +202,7 @@ def frozen_summarizer(cfg: VistaConfig):
     (``ranker.init_from_summarizer``); None when that is off."""
     if not cfg.ranker.init_from_summarizer:
         return None
-    from pathlib import Path
-
     from models.summarizer import load_checkpoint
-    from vista.pipeline import current_summarizer
 
     return load_checkpoint(Path(current_summarizer(cfg)["path"]), cfg.summarizer)
 
@@ -230,7 +230,7 @@ def choose_pooling(train, cfg: VistaConfig, spec, progress: bool, summarizer=Non
 
 def evaluate_rankers(
     cfg: VistaConfig,
-    as_of: dt.datetime,
+    as_of: Snapshot,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate each configured variant ``cfg.ranker.seeds`` times; the result
@@ -286,7 +286,7 @@ def evaluate_rankers(
             "scoring_cost": scoring_cost(first_model, tuple(cfg.ranker.cost_history_lengths)),
         }
     result: dict[str, Any] = {
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "train_rows": len(train),
         "eval_rows": len(test),
         "seeds": cfg.ranker.seeds,

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from vista.config import PROJECT_ROOT, VistaConfig
+from vista.core.config import PROJECT_ROOT, VistaConfig
+from vista.state import current_summarizer
 
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 FEATURE_SERVICE = "ranker_v1"
@@ -69,8 +70,6 @@ def write_feature_store_yaml(cfg: VistaConfig) -> Path:
 def feast_environment(cfg: VistaConfig) -> dict[str, str]:
     """Environment variables that feature_store.yaml and the repo's sources read;
     writes the feature_store.yaml they select and creates the registry folder."""
-    from vista.pipeline import current_summarizer
-
     fs_yaml = write_feature_store_yaml(cfg)
     try:
         version = current_summarizer(cfg)["version"]

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from vista.errors import ExpectedError
+from vista.core.errors import ExpectedError
 
 SAMPLE_ROWS = 200_000
 # the share of events a global cutoff leaves as impressions (aimed at; 10-20% is fine)
@@ -130,7 +130,7 @@ def sniff_separator(text: str) -> str:
 
 def read_file(path: Path, fmt: str | None, separator: str | None):
     """(the file's rows as the loader reads them, its format, its separator)."""
-    from datasets.ingest import decoded, file_bytes, format_of_name, read_rows
+    from sources.ingest import decoded, file_bytes, format_of_name, read_rows
 
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
@@ -149,7 +149,7 @@ def read_file(path: Path, fmt: str | None, separator: str | None):
 def row_sample(rows, n: int, seed: int = 0):
     """Up to ``n`` rows drawn uniformly (for what each column holds), in file order, with
     their row numbers and raw lines as the loader reports them."""
-    from datasets.ingest import RawRows
+    from sources.ingest import RawRows
 
     frame = rows.frame
     if len(frame) > n:
@@ -160,7 +160,7 @@ def row_sample(rows, n: int, seed: int = 0):
 def user_sample(rows, user_column: str, n: int):
     """Every row of a random set of users, about ``n`` rows in all: the split is judged
     on whole users (a row sample would thin each user's events and hide their history)."""
-    from datasets.ingest import RawRows
+    from sources.ingest import RawRows
 
     frame = rows.frame
     if len(frame) <= n:
@@ -199,7 +199,7 @@ def numbers(values: pd.Series) -> pd.Series:
 
 def id_share(values: pd.Series) -> float:
     """Share of the present values that the loader reads as ids (integers 0..2**63-1)."""
-    from datasets.ingest import parse_id
+    from sources.ingest import parse_id
 
     present = _present(values)
     if present.empty:
@@ -562,9 +562,9 @@ def check_profile(path: Path, sample, now: dt.datetime) -> dict[str, Any]:
     """Load the written profile as --profile does and put the sample through the loader:
     validation, categories, dedupe and the split, then the ranker's windows. Returns what
     the sample became."""
-    from datasets.ingest import dedupe, validate_rows
-    from datasets.loaders import read_items, split_source, with_categories
-    from vista.config import load_config
+    from sources.ingest import dedupe, validate_rows
+    from sources.loaders import read_items, split_source, with_categories
+    from vista.core.config import load_config
 
     cfg = load_config(str(path), environ={})
     source = cfg.source
@@ -603,8 +603,8 @@ def init_profile(
     now: dt.datetime | None = None,
 ) -> InitResult:
     """Propose, check and write a profile for ``events_file`` (see the module docstring)."""
-    from datasets.ingest import validate_rows
-    from vista.config import SourceConfig
+    from sources.ingest import validate_rows
+    from vista.core.config import SourceConfig
 
     now = now or dt.datetime.now(dt.UTC)
     events_file = Path(events_file)

@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vista.core.names import UNKNOWN_CATEGORY
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from vista.config import VistaConfig
+    from vista.core.config import VistaConfig
 
-# the lake's category for "none" (datasets.loaders.UNKNOWN_CATEGORY; not imported: this
-# module is on the service's import path, that one brings pandas): models.summarizer's
-# item_index maps it to the ranker's unknown row
-UNKNOWN_CATEGORY = -1
 # tables whose rows carry an item's category, and the time that orders them
 ITEM_SOURCES = (("events", "event_timestamp"), ("impressions", "event_timestamp"))
 
@@ -84,7 +82,7 @@ def read_item_catalog(cfg: VistaConfig, batch_rows: int = 1 << 20) -> ItemCatalo
     in batches, each reduced to one row per item at once, so memory follows the number
     of items, not of events. No events table fails as a missing table (nothing to
     serve); no impressions table (a source without labels) means no impressions."""
-    from spark_jobs import lake
+    from vista.core import lake
 
     parts: list[tuple[np.ndarray, ...]] = []
     for name, time_column in ITEM_SOURCES:

@@ -126,30 +126,31 @@ def run_config(context):
     """(config, as_of) of a running task, from its params, its triggering asset event
     and its logical date, in that order."""
     from vista import pipeline
-    from vista.config import load_config
+    from vista.core.config import load_config
+    from vista.core.snapshot import Snapshot
 
     params, extra = context.get("params") or {}, _triggering_extra(context)
     cfg = load_config(params.get("profile") or os.environ.get("VISTA_PROFILE")
                       or extra.get("profile") or None)  # fmt: skip
     chosen = (params.get("as_of") or extra.get("as_of") or context.get("logical_date")
               or pipeline.default_as_of(cfg))  # fmt: skip
-    return cfg, pipeline.as_of_datetime(chosen)
+    return cfg, Snapshot.of(chosen)
 
 
 def run_step(step: str, **kwargs) -> dict:
-    """Call ``vista.pipeline.<step>(cfg, as_of, **kwargs)`` in a running task and record
+    """Call ``vista.pipeline.STEPS[step](cfg, as_of, **kwargs)`` in a running task and record
     its result under reports/<as_of>/steps/. Failures that a retry cannot fix (a critical
     data-quality suite, an unreadable source file) fail the task at once."""
     from airflow.exceptions import AirflowFailException
     from airflow.sdk import get_current_context
 
-    from datasets.ingest import SourceError
+    from sources.ingest import SourceError
     from validation.checkpoints import DataQualityError
     from vista import pipeline
 
     cfg, as_of = run_config(get_current_context())
     try:
-        result = getattr(pipeline, step)(cfg, as_of, **kwargs)
+        result = pipeline.STEPS[step](cfg, as_of, **kwargs)
     except (DataQualityError, SourceError) as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
     pipeline.record_step(cfg, as_of, step, result)
@@ -164,7 +165,7 @@ def announce(name: str, result: dict | None = None) -> None:
     cfg, as_of = run_config(context)
     figures = {k: v for k, v in (result or {}).items() if isinstance(v, int | float | str)}
     context["outlet_events"][asset(name)].extra = {
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "profile": cfg.profile_ref,
         **{k: figures[k] for k in sorted(figures)[:12]},
     }

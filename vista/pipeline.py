@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,74 +24,50 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spark_jobs import lake
-from vista.config import VistaConfig
-from vista.errors import MissingStateError, SettingError
+from vista import features
+from vista.core import lake
+from vista.core.config import VistaConfig
+from vista.core.errors import MissingStateError, SettingError
+from vista.core.names import (
+    CATEGORY_HISTORIES,
+    EVENT_DATE,
+    EVENTS,
+    HISTORIES,
+    HISTORY_TAIL,
+    IMPRESSION_DATE,
+    IMPRESSIONS,
+    INGEST_DATE,
+    PARTITION_COL,
+    QUARANTINE,
+)
+from vista.core.snapshot import Snapshot
+from vista.core.summary_codec import decode_frame
+from vista.evaluation import evaluate_rankers, frozen_summarizer, ranker_spec
+from vista.report import write_report
+from vista.state import (
+    checkpoint_dir,
+    current_summarizer,
+    impression_windows,
+    ranker_dir,
+    read_impressions,
+    report_dir,
+    summaries_path,
+    write_json,
+)
 
-EVENTS = "events"
-IMPRESSIONS = "impressions"
-HISTORIES = "user_histories"
-SUMMARIES = "user_summaries"
-QUARANTINE = "quarantine"
 GENERATOR_META_KEY = "vista.generator"
 
 
 # ---------------------------------------------------------------- dates and folders
-def as_of_datetime(as_of: str | dt.date | dt.datetime) -> dt.datetime:
-    """Snapshots are taken at midnight UTC of the run date."""
-    if isinstance(as_of, str):
-        try:
-            as_of = dt.date.fromisoformat(as_of[:10])
-        except ValueError:
-            raise SettingError(
-                f"as_of must be a date like 2026-10-29, got {as_of!r}: pass --as-of YYYY-MM-DD"
-            ) from None
-    if isinstance(as_of, dt.datetime):
-        as_of = as_of.astimezone(dt.UTC).date()
-    return dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
-
-
 def default_as_of(cfg: VistaConfig) -> str:
     """The run date whose snapshot precedes the impressions: the generator's cutoff, the
     source's ``cutoff_date``, or for a per-user split without one the day after the last
-    event it keeps as history (``datasets.loaders.source_as_of`` reads the source)."""
+    event it keeps as history (``sources.loaders.source_as_of`` reads the source)."""
     if cfg.source is not None:
-        from datasets.loaders import source_as_of
+        from sources.loaders import source_as_of
 
         return source_as_of(cfg.source).isoformat()
     return cfg.generator.cutoff.date().isoformat()
-
-
-def report_dir(cfg: VistaConfig, as_of: dt.datetime) -> Path:
-    return cfg.paths.reports / as_of.date().isoformat()
-
-
-def checkpoint_dir(cfg: VistaConfig) -> Path:
-    return cfg.paths.state / "models" / "summarizer"
-
-
-def ranker_dir(cfg: VistaConfig) -> Path:
-    return cfg.paths.state / "models" / "ranker"
-
-
-def current_ranker(cfg: VistaConfig) -> dict[str, Any]:
-    """The pointer to the ranker that serving loads: its file and the summarizer
-    version it was trained on."""
-    pointer = ranker_dir(cfg) / "current.json"
-    if not pointer.exists():
-        raise MissingStateError(
-            f"no trained ranker at {pointer}: run `vista train-ranker` (or the vista_ranker "
-            "DAG, or `vista run`) first"
-        )
-    return json.loads(pointer.read_text())
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
 
 
 def _spark(cfg: VistaConfig):
@@ -117,14 +94,14 @@ STEP_KEYS = {
 }
 
 
-def record_step(cfg: VistaConfig, as_of: dt.datetime, step: str, result: dict) -> Path:
+def record_step(cfg: VistaConfig, as_of: Snapshot, step: str, result: dict) -> Path:
     """reports/<as_of>/steps/<key>.json: what each step of the date's run returned, so
     the run summary can be written by whichever DAG finishes the chain."""
-    return _write_json(report_dir(cfg, as_of) / "steps" / f"{STEP_KEYS.get(step, step)}.json",
+    return write_json(report_dir(cfg, as_of) / "steps" / f"{STEP_KEYS.get(step, step)}.json",
                        result)  # fmt: skip
 
 
-def recorded_steps(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def recorded_steps(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     folder = report_dir(cfg, as_of) / "steps"
     rank = {key: i for i, key in enumerate(STEP_KEYS.values())}
     found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
@@ -140,13 +117,13 @@ def _data_is_current(cfg: VistaConfig, fingerprint: str) -> bool:
 
 
 def generate_data(
-    cfg: VistaConfig, as_of: dt.datetime | None = None, force: bool = False
+    cfg: VistaConfig, as_of: Snapshot | None = None, force: bool = False
 ) -> dict[str, Any]:
     """Write the ``events`` and ``impressions`` tables: synthetic (unless tables made
     from the same settings are already there), or ingested from the profile's source."""
     if cfg.source is not None:
-        return ingest_source(cfg, as_of or as_of_datetime(default_as_of(cfg)), force)
-    from datasets.synthetic import EVENTS_SCHEMA, generate
+        return ingest_source(cfg, as_of or Snapshot.of(default_as_of(cfg)), force)
+    from sources.synthetic import EVENTS_SCHEMA, generate
 
     fingerprint = json.dumps(cfg.generator.model_dump(mode="json"), sort_keys=True)
     events_path, impressions_path = cfg.paths.table(EVENTS), cfg.paths.table(IMPRESSIONS)
@@ -164,10 +141,10 @@ def generate_data(
 
     reader = pa.RecordBatchReader.from_batches(EVENTS_SCHEMA, event_batches())
     meta = {GENERATOR_META_KEY: fingerprint}
-    lake.write_arrow(events_path, reader, ["event_date"], mode="overwrite", metadata=meta)
+    lake.write_arrow(events_path, reader, [EVENT_DATE], mode="overwrite", metadata=meta)
     imps = pa.concat_tables(impressions)
     # impressions last: their commit marks the data set complete
-    lake.write_arrow(impressions_path, imps, ["impression_date"], mode="overwrite", metadata=meta)
+    lake.write_arrow(impressions_path, imps, [IMPRESSION_DATE], mode="overwrite", metadata=meta)
     return {
         "generated": True,
         "events": counts["events"],
@@ -177,7 +154,7 @@ def generate_data(
     }
 
 
-def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> dict[str, Any]:
+def ingest_source(cfg: VistaConfig, as_of: Snapshot, force: bool = False) -> dict[str, Any]:
     """The source's files -> ``events`` (+ labelled ``impressions``) and ``quarantine``.
 
     Exactly once per delivery (a file's content): the events commit records each file's
@@ -198,7 +175,7 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     once, so it ingests all files in one go: files arriving after the first ingest are
     refused until ``force`` re-ingests everything. Its impressions are stamped after the
     split's own snapshot date (``result["split"]["as_of"]``), whatever ``as_of`` is."""
-    from datasets.ingest import find_source_files
+    from sources.ingest import find_source_files
 
     if force:
         for name in (EVENTS, IMPRESSIONS, QUARANTINE):
@@ -207,11 +184,11 @@ def ingest_source(cfg: VistaConfig, as_of: dt.datetime, force: bool = False) -> 
     return ingest_files(cfg, as_of, found.files, found.skipped)
 
 
-def new_ingest_run(as_of: dt.datetime, now: dt.datetime) -> str:
+def new_ingest_run(as_of: Snapshot, now: dt.datetime) -> str:
     """An id for one ingest run: the run date, the time and a random suffix."""
     import uuid
 
-    return f"{as_of.date().isoformat()}/{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return f"{as_of.iso}/{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def _quarantine_txn(key: str) -> str:
@@ -230,7 +207,7 @@ def _append_quarantine(path, rows: pa.Table, keys: list[str], metadata: dict[str
     commit = CommitProperties(app_transactions=[Transaction(_quarantine_txn(k), 1) for k in keys],
                               custom_metadata=metadata)  # fmt: skip
     lake.with_commit_retries(
-        lambda: write_deltalake(lake.table_uri(path), rows, partition_by=["ingest_date"],
+        lambda: write_deltalake(lake.table_uri(path), rows, partition_by=[INGEST_DATE],
                                 mode="append", schema_mode="merge", commit_properties=commit,
                                 storage_options=lake.storage_options(path))
     )  # fmt: skip
@@ -250,16 +227,16 @@ def _record_empty_commit(path, schema: pa.Schema, partition_by: list[str], commi
 
 def _stored_conflicts(good: pd.DataFrame, source, events_path, impressions_path) -> pd.DataFrame:
     """Rows of ``good`` (with their ``index`` in it) that events or impressions stored by
-    an earlier ingest hold with another category or label (datasets.ingest.stored_conflicts).
+    an earlier ingest hold with another category or label (sources.ingest.stored_conflicts).
     Reads only the stored partitions of the dates the rows fall on."""
-    from datasets.ingest import DEDUPE_KEY, stored_conflicts
-    from datasets.loaders import impression_ids
+    from sources.ingest import DEDUPE_KEY, stored_conflicts
+    from sources.loaders import impression_ids
 
     rows = good.reset_index(names="index")
     found = []
     if lake.table_exists(events_path) and "category" in rows:
-        dates = sorted(set(rows["event_date"]))
-        stored = lake.read_arrow(events_path, filters=[("event_date", "in", dates)],
+        dates = sorted(set(rows[EVENT_DATE]))
+        stored = lake.read_arrow(events_path, filters=[(EVENT_DATE, "in", dates)],
                                  columns=[*DEDUPE_KEY, "category"]).to_pandas()  # fmt: skip
         stored["event_timestamp"] = stored["event_timestamp"].astype(rows["event_timestamp"].dtype)
         found.append(stored_conflicts(rows.assign(row_number=rows["row_number"]), stored,
@@ -280,7 +257,7 @@ def _stored_conflicts(good: pd.DataFrame, source, events_path, impressions_path)
 
 def ingest_files(
     cfg: VistaConfig,
-    as_of: dt.datetime,
+    as_of: Snapshot,
     files: list[Path],
     skipped: list[tuple[str, str]] = (),
     replay: bool = False,
@@ -291,7 +268,7 @@ def ingest_files(
     from deltalake import CommitProperties
     from deltalake.transaction import Transaction
 
-    from datasets.ingest import (
+    from sources.ingest import (
         QUARANTINE_SCHEMA,
         SourceError,
         conflict_rows,
@@ -299,8 +276,8 @@ def ingest_files(
         file_key,
         quarantine_table,
     )
-    from datasets.ingest import source_format as fmt_of
-    from datasets.loaders import (
+    from sources.ingest import source_format as fmt_of
+    from sources.loaders import (
         events_table,
         impressions_arrow,
         prepare_file,
@@ -314,7 +291,7 @@ def ingest_files(
     started = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
     run = new_ingest_run(as_of, now)
-    date = as_of.date().isoformat()
+    date = as_of.iso
     unreadable: dict[Path, str] = {}
     keys: dict[Path, str] = {}
     for path in files:
@@ -405,7 +382,7 @@ def ingest_files(
     impressions = None
     if split.impressions is not None:
         impressions = impressions_arrow(split.impressions, source)
-        lake.merge_new_rows(impressions_path, impressions, ["impression_id"], ["impression_date"])
+        lake.merge_new_rows(impressions_path, impressions, ["impression_id"], [IMPRESSION_DATE])
     ingested = list(prepared)
     commit = CommitProperties(
         app_transactions=[Transaction(keys[p], 1) for p in ingested],
@@ -413,10 +390,10 @@ def ingest_files(
     )
     inserted = lake.merge_new_rows(
         events_path, events, ["user_id", "item_id", "event_timestamp", "event_type"],
-        ["event_date"], commit,
+        [EVENT_DATE], commit,
     )  # fmt: skip
     if any(lake.open_table(events_path).transaction_version(keys[p]) is None for p in ingested):
-        _record_empty_commit(events_path, events.schema, ["event_date"], commit)
+        _record_empty_commit(events_path, events.schema, [EVENT_DATE], commit)
     rows_in = sum(p.rows.rows_in for p in prepared.values())
     return {
         **result,
@@ -493,7 +470,7 @@ def _events_problem(cfg, frame, commits, now, allowed, skew, exc) -> str:
     )
 
 
-def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def validate_events(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """The events and impressions suites (critical) and, for an ingested source, the
     quarantine suite on the rows this run set aside (warns).
 
@@ -501,7 +478,7 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     date added (found by their commits), not the whole table: a bad row already stored
     fails the run that added it, names itself and the repair, and does not stop every
     later run. The table itself must not be empty."""
-    from datasets.ingest import REASONS, allowed_event_types
+    from sources.ingest import REASONS, allowed_event_types
     from validation.checkpoints import DataQualityError, run_suite
     from validation.suites import (
         events_frame,
@@ -520,7 +497,7 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     else:
         allowed = allowed_event_types(cfg.source)
         skew = cfg.source.max_clock_skew_seconds
-        commits = ingest_commits(events_path, as_of.date().isoformat())
+        commits = ingest_commits(events_path, as_of.iso)
         events = rows_added(events_path, commits)
         stored = sum(lake.open_table(events_path).get_add_actions(flatten=True)
                      .column("num_records").to_pylist())  # fmt: skip
@@ -546,7 +523,7 @@ def validate_events(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     quarantine = cfg.paths.table(QUARANTINE)
     if cfg.source is None or not lake.table_exists(quarantine):
         return outcome
-    rows = lake.read_arrow(quarantine, filters=_partition_filter(as_of, "ingest_date"))
+    rows = lake.read_arrow(quarantine, filters=as_of.partition_filter(INGEST_DATE))
     frame = quarantine_frame(rows.to_pandas())
     checked = run_suite(quarantine_suite(list(REASONS)), frame, report_dir(cfg, as_of))
     by_reason = rows.group_by("reason").aggregate([("reason", "count")]).to_pylist()
@@ -570,34 +547,34 @@ def _inputs(**values: Any) -> str:
     return json.dumps(values, sort_keys=True, default=str)
 
 
-def _built_from(path: Path, as_of: dt.datetime, inputs: str) -> dict | None:
+def _built_from(path: Path, as_of: Snapshot, inputs: str) -> dict | None:
     """The commit that wrote ``as_of``'s partition, if it was made from these inputs:
     a rerun with unchanged inputs then commits nothing (same content, same version)."""
-    commit = lake.partition_commit(path, "as_of_date", as_of.date().isoformat())
+    commit = lake.partition_commit(path, PARTITION_COL, as_of.iso)
     return commit if commit is not None and commit.get(INPUTS_KEY) == inputs else None
 
 
-def _partition_version(path: Path, as_of: dt.datetime | str | None) -> int | None:
+def _partition_version(path: Path, as_of: Snapshot | str | None) -> int | None:
     if as_of is None:
         return None
-    day = as_of if isinstance(as_of, str) else as_of.date().isoformat()
-    commit = lake.partition_commit(path, "as_of_date", day)
+    day = as_of if isinstance(as_of, str) else as_of.iso
+    commit = lake.partition_commit(path, PARTITION_COL, day)
     return None if commit is None else commit["version"]
 
 
-def previous_snapshot(path: Path, as_of: dt.datetime) -> str | None:
+def previous_snapshot(path: Path, as_of: Snapshot) -> str | None:
     """The latest as_of_date partition strictly before ``as_of``, if any."""
     if not lake.table_exists(path):
         return None
-    dates = [p["as_of_date"] for p in lake.open_table(path).partitions()]
-    earlier = [d for d in dates if d < as_of.date().isoformat()]
+    dates = [p[PARTITION_COL] for p in lake.open_table(path).partitions()]
+    earlier = [d for d in dates if d < as_of.iso]
     return max(earlier) if earlier else None
 
 
-def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[str, Any]:
+def build_histories(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str, Any]:
     """Snapshot of every user's history before ``as_of``: incremental from the previous
     snapshot when there is one (unless ``full``), from all events otherwise."""
-    from spark_jobs.histories import PARTITION_COL, build_user_histories, update_user_histories
+    from spark_jobs.histories import build_user_histories, update_user_histories
 
     path = cfg.paths.table(HISTORIES)
     previous = None if full else previous_snapshot(path, as_of)
@@ -617,15 +594,15 @@ def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) ->
     else:
         snapshot = lake.spark_read(spark, path).where(f"{PARTITION_COL} = '{previous}'")
         histories = update_user_histories(
-            snapshot, events, as_of_datetime(previous), as_of, cfg.histories.max_history
+            snapshot, events, Snapshot.of(previous), as_of, cfg.histories.max_history
         )
     version = lake.spark_replace_partition(
-        histories, path, PARTITION_COL, as_of.date().isoformat(),
+        histories, path, PARTITION_COL, as_of.iso,
         metadata={"vista.previous_snapshot": previous or "", INPUTS_KEY: inputs},
     )  # fmt: skip
     seconds = time.perf_counter() - started
     stats = _partition_stats(path, as_of)
-    updated = lake.read_arrow(path, filters=_partition_filter(as_of), columns=["updated"])
+    updated = lake.read_arrow(path, filters=as_of.partition_filter(), columns=["updated"])
     return {
         "table_version": version,
         "mode": mode,
@@ -635,28 +612,24 @@ def build_histories(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) ->
     }
 
 
-def validate_histories(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def validate_histories(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """The critical histories suite on per-user checks computed in Spark (the arrays of
     a 1M-event user never reach pandas)."""
-    from spark_jobs.histories import PARTITION_COL, history_checks
+    from spark_jobs.histories import history_checks
     from validation.checkpoints import run_suite
     from validation.suites import histories_suite
 
     spark = _spark(cfg)
     snapshot = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
-        f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
+        f"{PARTITION_COL} = '{as_of.iso}'"
     )
     checks = history_checks(snapshot, as_of).toPandas()
     suite = histories_suite(cfg.histories.max_history)
     return run_suite(suite, checks, report_dir(cfg, as_of)).to_dict()
 
 
-def _partition_filter(as_of: dt.datetime, column: str = "as_of_date") -> list[tuple[str, str, str]]:
-    return [(column, "=", as_of.date().isoformat())]
-
-
-def _partition_stats(path: Path, as_of: dt.datetime) -> dict[str, Any]:
-    lengths = lake.read_arrow(path, filters=_partition_filter(as_of), columns=["history_length"])
+def _partition_stats(path: Path, as_of: Snapshot) -> dict[str, Any]:
+    lengths = lake.read_arrow(path, filters=as_of.partition_filter(), columns=["history_length"])
     values = lengths.column("history_length").to_numpy()
     return {
         "users": len(values),
@@ -665,38 +638,38 @@ def _partition_stats(path: Path, as_of: dt.datetime) -> dict[str, Any]:
     }
 
 
-def read_histories(cfg: VistaConfig, as_of: dt.datetime) -> pd.DataFrame:
-    table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=_partition_filter(as_of))
+def read_histories(cfg: VistaConfig, as_of: Snapshot) -> pd.DataFrame:
+    table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=as_of.partition_filter())
     if table.num_rows == 0:
         raise lake.TableNotFoundError(
-            f"no histories for as_of {as_of.date()}: run build_histories for that date first"
+            f"no histories for as_of {as_of.iso}: run build_histories for that date first"
         )
     return table.to_pandas()
 
 
-def build_raw_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def build_raw_features(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """The baselines' raw-history features of the ``as_of`` snapshot: each user's tail
     (DIN, full attention) and per-category recent items (SIM), as Delta tables."""
     from spark_jobs import raw_features as raw
 
     tail_length = max(cfg.ranker.full_attention_length, cfg.ranker.recent_items, 100)
-    tail_path, category_path = cfg.paths.table(raw.TAIL_TABLE), cfg.paths.table(raw.CATEGORY_TABLE)
+    tail_path, category_path = cfg.paths.table(HISTORY_TAIL), cfg.paths.table(CATEGORY_HISTORIES)
     inputs = _inputs(histories_version=_partition_version(cfg.paths.table(HISTORIES), as_of),
                      tail_length=tail_length, per_category=100)  # fmt: skip
     done = [_built_from(p, as_of, inputs) for p in (tail_path, category_path)]
     spark = _spark(cfg)
     histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
-        f"{raw.PARTITION_COL} = '{as_of.date().isoformat()}'"
+        f"{PARTITION_COL} = '{as_of.iso}'"
     )
     started = time.perf_counter()
-    day, meta = as_of.date().isoformat(), {INPUTS_KEY: inputs}
+    day, meta = as_of.iso, {INPUTS_KEY: inputs}
     tails = done[0]["version"] if done[0] else lake.spark_replace_partition(
-        raw.history_tails(histories, as_of, tail_length), tail_path, raw.PARTITION_COL, day, meta
+        raw.history_tails(histories, as_of, tail_length), tail_path, PARTITION_COL, day, meta
     )  # fmt: skip
     categories = done[1]["version"] if done[1] else lake.spark_replace_partition(
-        raw.category_histories(histories, as_of, 100), category_path, raw.PARTITION_COL, day, meta
+        raw.category_histories(histories, as_of, 100), category_path, PARTITION_COL, day, meta
     )  # fmt: skip
-    pairs = lake.read_arrow(cfg.paths.table(raw.CATEGORY_TABLE), filters=_partition_filter(as_of),
+    pairs = lake.read_arrow(cfg.paths.table(CATEGORY_HISTORIES), filters=as_of.partition_filter(),
                             columns=["user_id"]).num_rows  # fmt: skip
     quality = validate_raw_features(cfg, as_of, tail_length)
     return {
@@ -710,63 +683,24 @@ def build_raw_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     }
 
 
-def validate_raw_features(cfg: VistaConfig, as_of: dt.datetime, tail_length: int) -> dict:
+def validate_raw_features(cfg: VistaConfig, as_of: Snapshot, tail_length: int) -> dict:
     """The critical raw-features suite on the date's two tables (checked in Spark)."""
     from spark_jobs import raw_features as raw
     from validation.checkpoints import run_suite
     from validation.suites import raw_features_suite
 
-    spark, day = _spark(cfg), as_of.date().isoformat()
+    spark, day = _spark(cfg), as_of.iso
     tails, categories = (
-        lake.spark_read(spark, cfg.paths.table(t)).where(f"{raw.PARTITION_COL} = '{day}'")
-        for t in (raw.TAIL_TABLE, raw.CATEGORY_TABLE)
+        lake.spark_read(spark, cfg.paths.table(t)).where(f"{PARTITION_COL} = '{day}'")
+        for t in (HISTORY_TAIL, CATEGORY_HISTORIES)
     )
     checks = raw.raw_feature_checks(tails, categories, tail_length, 100).toPandas()
     return run_suite(raw_features_suite(tail_length, 100), checks, report_dir(cfg, as_of)).to_dict()
 
 
 # ---------------------------------------------------------------- 3. summarizer
-def impression_windows(cfg: VistaConfig, as_of: dt.datetime) -> tuple[list[str], list[str]]:
-    """Impression dates on or after ``as_of``: all but the last ``eval_days`` train,
-    the last ``eval_days`` evaluate (a later time window)."""
-    dates = sorted(lake.open_table(cfg.paths.table(IMPRESSIONS)).partitions(), key=str)
-    days = sorted(
-        {p["impression_date"] for p in dates if p["impression_date"] >= str(as_of.date())}
-    )
-    eval_days = cfg.ranker.eval_days
-    if len(days) <= eval_days:
-        per_user = cfg.source is not None and cfg.source.split == "per_user"
-        raise SettingError(windows_problem(days, eval_days, as_of.date(), per_user))
-    return days[:-eval_days], days[-eval_days:]
-
-
-def windows_problem(days: list[str], eval_days: int, as_of: dt.date, per_user: bool = False) -> str:
-    """One line: the impression days found, the setting, and what this data needs."""
-    found = f"{len(days)} impression day(s) on or after as_of {as_of}" + (
-        f" ({days[0]} .. {days[-1]})" if days else ""
-    )
-    if len(days) >= 2:
-        need = f"this data needs ranker.eval_days <= {len(days) - 1}"
-    elif per_user:
-        # a user's only held-out event lands on the last day: few held-out events per
-        # user leave the first days empty
-        need = ("this data needs held-out events on at least 2 days: a larger "
-                "source.per_user_share, or a lower source.min_user_events if few users "
-                "were split (the ingest's split counts say)")  # fmt: skip
-    else:
-        need = ("this data needs at least 2 impression days on or after the snapshot: an "
-                "earlier as_of (source.cutoff_date)")  # fmt: skip
-    return (f"found {found}, but ranker.eval_days={eval_days} needs more than {eval_days} "
-            f"(the last {eval_days} evaluate, the rest train): {need}")  # fmt: skip
-
-
-def read_impressions(cfg: VistaConfig, days: list[str]) -> pd.DataFrame:
-    table = lake.read_arrow(cfg.paths.table(IMPRESSIONS), filters=[("impression_date", "in", days)])
-    return table.to_pandas()
-
-
 def train_summarizer(
-    cfg: VistaConfig, as_of: dt.datetime, progress: bool = True, retrain: bool = False
+    cfg: VistaConfig, as_of: Snapshot, progress: bool = True, retrain: bool = False
 ) -> dict:
     """Train the source model on the training window; save the frozen summarizer.
 
@@ -789,16 +723,14 @@ def train_summarizer(
     started = time.perf_counter()
     # an interrupted run for the same date and settings resumes from here
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    resume = checkpoint_dir(cfg) / "training" / f"{as_of.date()}-{key}.pt"
+    resume = checkpoint_dir(cfg) / "training" / f"{as_of.iso}-{key}.pt"
     model, curve = fit(
-        histories, impressions, int(as_of.timestamp() * 1e6), cfg.summarizer, progress,
+        histories, impressions, as_of.micros, cfg.summarizer, progress,
         checkpoint=resume,
     )  # fmt: skip
     version = model.version()
-    path = save_checkpoint(
-        model, checkpoint_dir(cfg) / f"{version}.pt", extra={"as_of": str(as_of.date())}
-    )
-    _write_json(pointer, {"version": version, "path": str(path), "settings": settings})
+    path = save_checkpoint(model, checkpoint_dir(cfg) / f"{version}.pt", extra={"as_of": as_of.iso})
+    write_json(pointer, {"version": version, "path": str(path), "settings": settings})
     # finished: a later retrain must start afresh, not "resume" a completed run
     resume.unlink(missing_ok=True)
     return {
@@ -811,45 +743,14 @@ def train_summarizer(
     }
 
 
-def current_summarizer(cfg: VistaConfig) -> dict[str, str]:
-    pointer = checkpoint_dir(cfg) / "current.json"
-    if not pointer.exists():
-        raise MissingStateError(
-            f"no trained summarizer at {pointer}: run `vista train-summarizer` first"
-        )
-    return json.loads(pointer.read_text())
-
-
-def summaries_path(cfg: VistaConfig, version: str | None = None) -> Path:
-    """The summaries of one summarizer version (default: the current one).
-
-    Each version has a Delta table of its own, so rows of two models never mix: a new
-    version starts an empty table (every user is summarized anew), the Feast source
-    moves to it, and the old version's table stays readable until it is dropped."""
-    return cfg.paths.table(SUMMARIES) / (version or current_summarizer(cfg)["version"])
-
-
-def summarizer_versions(cfg: VistaConfig) -> list[str]:
-    """Versions with a summaries table, in the order their tables were created."""
-    root = cfg.paths.table(SUMMARIES)
-    if not root.exists():
-        return []
-    created = {
-        p.name: lake.open_table(p).history()[-1]["timestamp"]
-        for p in root.iterdir()
-        if lake.table_exists(p)
-    }
-    return sorted(created, key=lambda name: (created[name], name))
-
-
 # ---------------------------------------------------------------- 4. summaries
-def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[str, Any]:
+def summarize(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str, Any]:
     """Summaries for the ``as_of`` snapshot. Users whose history did not change since the
     previous snapshot keep the summary made then by the same summarizer version (stamped
     with the new ``as_of``); everyone else, and everyone after a version change, is
     summarized anew."""
     from models.summarizer import load_checkpoint
-    from spark_jobs.summarize import PARTITION_COL, carry_over_summaries, summarize_histories
+    from spark_jobs.summarize import carry_over_summaries, summarize_histories
 
     current = current_summarizer(cfg)
     load_checkpoint(Path(current["path"]), cfg.summarizer)  # fail early on a size mismatch
@@ -870,7 +771,7 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
                 "stored_bytes": _partition_bytes(path, as_of), **_partition_stats(path, as_of)}  # fmt: skip
     spark = _spark(cfg)
     histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
-        f"{PARTITION_COL} = '{as_of.date().isoformat()}'"
+        f"{PARTITION_COL} = '{as_of.iso}'"
     )
     started, run_started_at = time.perf_counter(), dt.datetime.now(dt.UTC)
     to_summarize, carried = histories, None
@@ -887,7 +788,7 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
         summaries,
         path,
         PARTITION_COL,
-        as_of.date().isoformat(),
+        as_of.iso,
         metadata={
             "vista.summarizer_version": current["version"],
             "vista.summary_codec": codec,
@@ -897,7 +798,7 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
     seconds = time.perf_counter() - started
     stats = _partition_stats(path, as_of)
     # carried rows keep the created_timestamp of the run that computed them
-    made = lake.read_arrow(path, filters=_partition_filter(as_of), columns=["created_timestamp"])
+    made = lake.read_arrow(path, filters=as_of.partition_filter(), columns=["created_timestamp"])
     carried_users = int(pc.sum(pc.less(made["created_timestamp"], run_started_at)).as_py() or 0)
     return {
         "table_version": version,
@@ -913,26 +814,22 @@ def summarize(cfg: VistaConfig, as_of: dt.datetime, full: bool = False) -> dict[
     }
 
 
-def _partition_bytes(path: Path, as_of: dt.datetime) -> int:
+def _partition_bytes(path: Path, as_of: Snapshot) -> int:
     """Bytes on disk of one partition's data files."""
-    partition = f"/as_of_date={as_of.date().isoformat()}/"
+    partition = f"/{PARTITION_COL}={as_of.iso}/"
     files = [uri for uri in lake.open_table(path).file_uris() if partition in uri]
     return sum(Path(uri.removeprefix("file://")).stat().st_size for uri in files)
 
 
-def read_summaries(
-    cfg: VistaConfig, as_of: dt.datetime, version: str | None = None
-) -> pd.DataFrame:
+def read_summaries(cfg: VistaConfig, as_of: Snapshot, version: str | None = None) -> pd.DataFrame:
     """One snapshot's summaries, decoded: ``summary`` holds the K*D float32 tokens."""
-    from vista.summary_codec import decode_frame
-
     path = summaries_path(cfg, version)
-    frame = lake.read_arrow(path, filters=_partition_filter(as_of)).to_pandas()
+    frame = lake.read_arrow(path, filters=as_of.partition_filter()).to_pandas()
     decoded = decode_frame(frame, cfg.summarizer.n_seeds, cfg.summarizer.dim)
     return frame.assign(summary=list(decoded))
 
 
-def validate_summaries(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def validate_summaries(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """The critical summaries suite, then the drift of summary statistics against the
     previous snapshot of the same summarizer version (warns)."""
     from validation import suites
@@ -946,7 +843,7 @@ def validate_summaries(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     previous_date = previous_snapshot(summaries_path(cfg), as_of)
     drift: dict[str, Any] = {"statistics": current, "previous_snapshot": previous_date}
     if previous_date is not None:
-        before = suites.summaries_frame(read_summaries(cfg, as_of_datetime(previous_date)), k)
+        before = suites.summaries_frame(read_summaries(cfg, Snapshot.of(previous_date)), k)
         table = suites.drift_frame(current, suites.summary_statistics(before))
         checked = run_suite(suites.summary_drift_suite(cfg.features.max_summary_drift), table,
                             report_dir(cfg, as_of))  # fmt: skip
@@ -956,10 +853,8 @@ def validate_summaries(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- 5. features
-def publish_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def publish_features(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """feast apply, then materialize summaries up to the end of ``as_of``'s day."""
-    from vista import features
-
     summaries = summaries_path(cfg)
     if not lake.table_exists(summaries):
         # else Feast fails deep in DuckDB, naming neither the table nor the step
@@ -982,24 +877,20 @@ def publish_features(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- 6. ranker
-def training_set(
-    cfg: VistaConfig, days: list[str], as_of: dt.datetime | None = None
-) -> pd.DataFrame:
+def training_set(cfg: VistaConfig, days: list[str], as_of: Snapshot | None = None) -> pd.DataFrame:
     """Impressions of ``days`` joined point-in-time with their summaries via Feast; with
     ``as_of``, cold-start rows are marked (``mark_cold_start``)."""
-    from vista import features
-
     store = features.feature_store(cfg)
-    entity_df = read_impressions(cfg, days).drop(columns=["impression_date"])
+    entity_df = read_impressions(cfg, days).drop(columns=[IMPRESSION_DATE])
     frame = features.training_frame(store, entity_df)
     if as_of is not None:
         frame = mark_cold_start(frame, snapshot_users(cfg, as_of))
     return frame.sort_values("impression_id").reset_index(drop=True)
 
 
-def snapshot_users(cfg: VistaConfig, as_of: dt.datetime) -> np.ndarray:
+def snapshot_users(cfg: VistaConfig, as_of: Snapshot) -> np.ndarray:
     """Users with at least one event before ``as_of`` (the histories snapshot's rows)."""
-    table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=_partition_filter(as_of),
+    table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=as_of.partition_filter(),
                             columns=["user_id"])  # fmt: skip
     return table.column("user_id").to_numpy()
 
@@ -1019,7 +910,7 @@ def mark_cold_start(frame: pd.DataFrame, users_with_history: np.ndarray) -> pd.D
 
 
 def validate_training_set(
-    cfg: VistaConfig, as_of: dt.datetime, train: pd.DataFrame, test: pd.DataFrame
+    cfg: VistaConfig, as_of: Snapshot, train: pd.DataFrame, test: pd.DataFrame
 ) -> dict[str, Any]:
     """The critical training-set suite on the Feast frames, before any training. A
     coverage below features.min_summary_coverage fails with a first line that says what
@@ -1044,25 +935,24 @@ def validate_training_set(
     return {**outcome, "cold_start_rows": cold, "rows_with_history": with_history}
 
 
-def ttl_problem(cfg: VistaConfig, as_of: dt.datetime, days: list[str], rows: int) -> str:
+def ttl_problem(cfg: VistaConfig, as_of: Snapshot, days: list[str], rows: int) -> str:
     """One line: no impression of a user with a history found a summary in time."""
     needed = (dt.date.fromisoformat(days[-1]) - as_of.date()).days + 1
     return (
         f"none of the {rows} evaluation impressions ({days[0]} .. {days[-1]}) of users with a "
-        f"history has a summary from as_of {as_of.date()}: features.ttl_days="
+        f"history has a summary from as_of {as_of.iso}: features.ttl_days="
         f"{cfg.features.ttl_days} is shorter than their distance from the snapshot; this data "
         f"needs features.ttl_days >= {needed} (or an as_of just before the impressions)"
     )
 
 
 def train_and_evaluate_ranker(
-    cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
+    cfg: VistaConfig, as_of: Snapshot, progress: bool = True
 ) -> dict[str, Any]:
     """ranker_v1 (the VISTA ranker on the summary tokens alone), trained on the training
     days and evaluated on the later ``eval_days``; ``vista report`` compares baselines."""
     from models.evaluation import ranking_metrics
     from models.ranker import score, train_ranker
-    from vista.evaluation import frozen_summarizer, ranker_spec
 
     train_days, eval_days = impression_windows(cfg, as_of)
     train, test = training_set(cfg, train_days, as_of), training_set(cfg, eval_days, as_of)
@@ -1100,7 +990,7 @@ def train_and_evaluate_ranker(
 
 
 def save_ranker_artifact(
-    cfg: VistaConfig, as_of: dt.datetime, model, metrics: dict[str, Any]
+    cfg: VistaConfig, as_of: Snapshot, model, metrics: dict[str, Any]
 ) -> dict[str, Any]:
     """Save ranker_v1 with the summarizer version it read, and point serving at it.
 
@@ -1109,33 +999,26 @@ def save_ranker_artifact(
     from models.ranker import save_ranker
 
     version = current_summarizer(cfg)["version"]
-    path = ranker_dir(cfg) / f"ranker_v1-{version}-{as_of.date().isoformat()}.pt"
+    path = ranker_dir(cfg) / f"ranker_v1-{version}-{as_of.iso}.pt"
     pointer = {
         "name": "ranker_v1",
         "path": str(path),
         "summarizer_version": version,
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "metrics": metrics,
     }
     save_ranker(model, cfg.ranker, path, pointer)
-    _write_json(ranker_dir(cfg) / "current.json", pointer)
+    write_json(ranker_dir(cfg) / "current.json", pointer)
     return pointer
 
 
-def evaluate_and_report(
-    cfg: VistaConfig, as_of: dt.datetime, progress: bool = True
-) -> dict[str, Any]:
+def evaluate_and_report(cfg: VistaConfig, as_of: Snapshot, progress: bool = True) -> dict[str, Any]:
     """Every ranker variant x seeds on the Feast evaluation set -> reports/<as_of>/report.md
     (tables and plots); returns the headline figures and the files written."""
-    from vista.evaluation import evaluate_rankers
-    from vista.report import write_report
-
     started = time.perf_counter()
     evaluation = evaluate_rankers(cfg, as_of, progress)
-    title = (
-        f"Ranker evaluation: VISTA against raw-history baselines ({cfg.profile}, {as_of.date()})"
-    )
+    title = f"Ranker evaluation: VISTA against raw-history baselines ({cfg.profile}, {as_of.iso})"
     files = write_report(report_dir(cfg, as_of), evaluation, title)
     headline = {
         name: {bucket: cell["auc"]["mean"] for bucket, cell in v["summary"].items()}
@@ -1149,7 +1032,7 @@ def evaluate_and_report(
 
 # ---------------------------------------------------------------- 7. report
 def write_summary(
-    cfg: VistaConfig, as_of: dt.datetime, steps: dict[str, Any] | None = None
+    cfg: VistaConfig, as_of: Snapshot, steps: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """reports/<as_of>/summary.json (every step recorded for the date, plus ``steps``),
     copied to reports/latest/summary.json."""
@@ -1157,7 +1040,7 @@ def write_summary(
     ranker = steps.get("ranker", {})
     metrics = ranker.get("metrics", {})
     payload = {
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "profile": cfg.profile,
         "written_at": dt.datetime.now(dt.UTC).isoformat(),
         "headline": {
@@ -1174,7 +1057,7 @@ def write_summary(
         "data_docs": str(report_dir(cfg, as_of) / "data_docs" / "index.html"),
         "config": cfg.to_dict(),
     }
-    path = _write_json(report_dir(cfg, as_of) / "summary.json", payload)
+    path = write_json(report_dir(cfg, as_of) / "summary.json", payload)
     latest = cfg.paths.reports / "latest"
     latest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, latest / "summary.json")
@@ -1202,3 +1085,22 @@ def format_summary(payload: dict[str, Any]) -> str:
         aucs = ", ".join(f"{k} {fmt(v)}" for k, v in head.get("evaluation_auc", {}).items())
         lines += [f"  evaluation: AUC {aucs}", f"  report    : {evaluation['files']['report']}"]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the registry
+# every step by name: the DAG tasks (vista.orchestration.run_step), the CLI and the tests
+# reach a step through this table, which an editor or a type checker can follow
+STEPS: dict[str, Callable[..., dict[str, Any]]] = {
+    "generate_data": generate_data,
+    "validate_events": validate_events,
+    "build_histories": build_histories,
+    "validate_histories": validate_histories,
+    "build_raw_features": build_raw_features,
+    "train_summarizer": train_summarizer,
+    "summarize": summarize,
+    "validate_summaries": validate_summaries,
+    "publish_features": publish_features,
+    "train_and_evaluate_ranker": train_and_evaluate_ranker,
+    "evaluate_and_report": evaluate_and_report,
+    "write_summary": write_summary,
+}

@@ -16,7 +16,6 @@ mix over 16 categories; models.probes.synthetic_sources).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import sys
@@ -28,8 +27,11 @@ from typing import Any
 import numpy as np
 
 from models import probes
-from spark_jobs import lake
-from vista.config import VistaConfig
+from vista.core import lake
+from vista.core.config import VistaConfig
+from vista.core.names import HISTORIES, PARTITION_COL, SUMMARIES
+from vista.core.snapshot import Snapshot
+from vista.state import checkpoint_dir, current_summarizer, summarizer_versions
 
 FALLBACK_CATEGORIES = 16
 # fresh ids tried for the needle items (their embedding rows must be unused)
@@ -42,24 +44,22 @@ class ProbeVersionError(ValueError):
 
 
 # ---------------------------------------------------------------- versions
-def snapshot_summarizer_version(cfg: VistaConfig, as_of: dt.datetime, current: str) -> str | None:
+def snapshot_summarizer_version(cfg: VistaConfig, as_of: Snapshot, current: str) -> str | None:
     """The summarizer version that wrote ``as_of``'s stored summaries: ``current`` when
     its own table has that partition, else the newest other version's table that has
     it (local lakes; an object-store lake is only checked for ``current``), else None.
     Each commit also records the version that made it, which is what is returned."""
-    from vista import pipeline
-
-    day = as_of.date().isoformat()
-    root = cfg.paths.table(pipeline.SUMMARIES)
-    others = pipeline.summarizer_versions(cfg) if isinstance(root, Path) else []
+    day = as_of.iso
+    root = cfg.paths.table(SUMMARIES)
+    others = summarizer_versions(cfg) if isinstance(root, Path) else []
     for version in [current, *reversed([v for v in others if v != current])]:
-        commit = lake.partition_commit(root / version, "as_of_date", day)
+        commit = lake.partition_commit(root / version, PARTITION_COL, day)
         if commit is not None:
             return commit.get("vista.summarizer_version", version)
     return None
 
 
-def check_versions(checkpoint: str, snapshot: str | None, as_of: dt.datetime) -> None:
+def check_versions(checkpoint: str, snapshot: str | None, as_of: Snapshot) -> None:
     """Refuse to probe one summarizer beside summaries another one made (one line)."""
     if snapshot is not None and snapshot != checkpoint:
         raise ProbeVersionError(
@@ -71,23 +71,21 @@ def check_versions(checkpoint: str, snapshot: str | None, as_of: dt.datetime) ->
 
 # ---------------------------------------------------------------- probe sources
 def load_sources(
-    cfg: VistaConfig, as_of: dt.datetime, n_users: int
+    cfg: VistaConfig, as_of: Snapshot, n_users: int
 ) -> tuple[list[probes.History], dict[str, Any]]:
     """``n_users`` source histories, one per probe user: the snapshot's users with at
     least ``min_source_events`` events, drawn without replacement while there are
     enough (seeded); only the drawn users' arrays are read."""
-    from vista import pipeline
-
     p = cfg.probe
-    path = cfg.paths.table(pipeline.HISTORIES)
-    day_filter = [("as_of_date", "=", as_of.date().isoformat())]
+    path = cfg.paths.table(HISTORIES)
+    day_filter = [(PARTITION_COL, "=", as_of.iso)]
     eligible = np.zeros(0, dtype=np.int64)
     if lake.table_exists(path):
         index = lake.read_arrow(path, filters=day_filter, columns=["user_id", "history_length"])
         lengths = index.column("history_length").to_numpy()
         eligible = np.sort(index.column("user_id").to_numpy()[lengths >= p.min_source_events])
     if len(eligible) == 0:
-        as_of_us = int(as_of.timestamp() * 1e6)
+        as_of_us = as_of.micros
         note = (
             f"no user with >= {p.min_source_events} events in {path} for {as_of.date()}: "
             f"synthetic sources ({FALLBACK_CATEGORIES} categories)"
@@ -106,7 +104,7 @@ def load_sources(
 
 
 def _read_histories(
-    path: Path, as_of: dt.datetime, user_ids: list[int]
+    path: Path, as_of: Snapshot, user_ids: list[int]
 ) -> Iterator[tuple[int, probes.History]]:
     """(user_id, thinned history) of these users, streamed a few rows at a time: the
     arrays of 256 users of 1M events each never sit in memory together."""
@@ -121,7 +119,7 @@ def _read_histories(
             table.table_uri.removeprefix("file://"), pa_fs.LocalFileSystem()
         )
     dataset = table.to_pyarrow_dataset(
-        partitions=[("as_of_date", "=", as_of.date().isoformat())], filesystem=local
+        partitions=[(PARTITION_COL, "=", as_of.iso)], filesystem=local
     )
     columns = ["item_ids", "categories", "event_timestamps"]
     batches = dataset.to_batches(
@@ -160,15 +158,14 @@ def _log(progress: bool, text: str) -> None:
         print(f"probe: {text}", file=sys.stderr, flush=True)
 
 
-def run_probes(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True) -> dict[str, Any]:
+def run_probes(cfg: VistaConfig, as_of: Snapshot, progress: bool = True) -> dict[str, Any]:
     """Every probe at every length, on the current summarizer; returns probes.json's
     content. Fails before any work when the checkpoint is not the version that made
     the snapshot's stored summaries."""
     from models.summarizer import load_checkpoint
-    from vista import pipeline
 
     started = time.perf_counter()
-    current = pipeline.current_summarizer(cfg)
+    current = current_summarizer(cfg)
     stored = snapshot_summarizer_version(cfg, as_of, current["version"])
     check_versions(current["version"], stored, as_of)
     model = load_checkpoint(Path(current["path"]), cfg.summarizer)
@@ -176,10 +173,10 @@ def run_probes(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True) -> d
     if loaded != current["version"]:
         raise ProbeVersionError(
             f"checkpoint {current['path']} holds summarizer {loaded}, but "
-            f"{pipeline.checkpoint_dir(cfg) / 'current.json'} names {current['version']}"
+            f"{checkpoint_dir(cfg) / 'current.json'} names {current['version']}"
         )
     p = cfg.probe
-    as_of_us = int(as_of.timestamp() * 1e6)
+    as_of_us = as_of.micros
     lengths = sorted(p.lengths)
     sources, source = load_sources(cfg, as_of, max(probes.users_at(n, p) for n in lengths))
     categories = probes.top_categories(sources, p.categories)
@@ -208,7 +205,7 @@ def run_probes(cfg: VistaConfig, as_of: dt.datetime, progress: bool = True) -> d
             f"probed in {row['probe_seconds']:.1f} s",
         )
     return {
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "profile": cfg.profile,
         "summarizer_version": current["version"],
         # None: the snapshot has no stored summaries (nothing to mix with)

@@ -16,9 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from spark_jobs import lake
 from vista import pipeline
-from vista.config import VistaConfig
+from vista.core import lake, names
+from vista.core.config import VistaConfig
+from vista.core.snapshot import Snapshot
 
 FILTERS = ("reason", "source_file", "ingest_run", "ingest_date")
 
@@ -30,7 +31,7 @@ class QuarantineError(ValueError):
 def rows(cfg: VistaConfig, **filters: str | None) -> pd.DataFrame:
     """The quarantine rows, oldest delivery first, optionally only those whose
     ``reason``, ``source_file``, ``ingest_run`` or ``ingest_date`` equals the value."""
-    path = cfg.paths.table(pipeline.QUARANTINE)
+    path = cfg.paths.table(names.QUARANTINE)
     if not lake.table_exists(path):
         raise QuarantineError(f"no quarantine table at {path}: nothing was ingested from a "
                               "source yet (vista generate with a source profile)")  # fmt: skip
@@ -65,7 +66,7 @@ def export_csv(frame: pd.DataFrame, out: Path) -> Path:
     return out
 
 
-def replay(cfg: VistaConfig, corrected: Path, as_of: dt.datetime) -> dict[str, Any]:
+def replay(cfg: VistaConfig, corrected: Path, as_of: Snapshot) -> dict[str, Any]:
     """Ingest a corrected file (the source's columns and format) through the same
     validating path, exactly once per content; its still-bad rows go to quarantine as
     rows of this new delivery."""
@@ -78,20 +79,20 @@ def replay(cfg: VistaConfig, corrected: Path, as_of: dt.datetime) -> dict[str, A
     return {"replayed": str(corrected), **result}
 
 
-def evict(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
+def evict(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
     """Move every ``events`` row that the events suite rejects (e.g. a negative id stored
     by an older version) into quarantine (reason rejected_by_suite), then delete them
     from ``events``: two commits, the quarantine one first and recorded against the
     events version, so a rerun after a crash between them adds no row twice."""
-    from datasets.ingest import allowed_event_types, quarantine_table
+    from sources.ingest import allowed_event_types, quarantine_table
     from validation.suites import events_frame, events_rejected
 
-    events_path = cfg.paths.table(pipeline.EVENTS)
+    events_path = cfg.paths.table(names.EVENTS)
     table = lake.open_table(events_path)
     version = table.version()
     events = lake.arrow_of(table).to_pandas()
     now = dt.datetime.now(dt.UTC)
-    from datasets.synthetic import EVENT_TYPES
+    from sources.synthetic import EVENT_TYPES
 
     allowed = allowed_event_types(cfg.source) if cfg.source is not None else list(EVENT_TYPES)
     skew = cfg.source.max_clock_skew_seconds if cfg.source is not None else 0
@@ -99,7 +100,7 @@ def evict(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
     if bad.empty:
         return {"evicted": 0, "events_version": version}
     key = f"evict:{events_path}@{version}"
-    quarantine_path = cfg.paths.table(pipeline.QUARANTINE)
+    quarantine_path = cfg.paths.table(names.QUARANTINE)
     existing = lake.open_table(quarantine_path) if lake.table_exists(quarantine_path) else None
     if existing is None or existing.transaction_version(f"quarantine:{key}") is None:
         records = bad.drop(columns=["event_date"], errors="ignore").to_dict("records")
@@ -110,7 +111,7 @@ def evict(cfg: VistaConfig, as_of: dt.datetime) -> dict[str, Any]:
             "raw": [json.dumps(r, default=str) for r in records],
         })  # fmt: skip
         run = pipeline.new_ingest_run(as_of, now)
-        rows_table = quarantine_table(frame, str(events_path), now, as_of.date().isoformat(),
+        rows_table = quarantine_table(frame, str(events_path), now, as_of.iso,
                                       key, run)  # fmt: skip
         pipeline._append_quarantine(quarantine_path, rows_table, [key],
                                     {"vista.ingest_run": run, "vista.evicted_from": str(version)})  # fmt: skip

@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.requests import Request
 
 from vista import http_input
-from vista.config import ServingConfig, VistaConfig
+from vista.core.config import ServingConfig, VistaConfig
 from vista.items import ItemCatalog
 
 log = logging.getLogger(__name__)
@@ -303,7 +303,7 @@ def load_service(cfg: VistaConfig, clock: Callable[[], dt.datetime] = utc_now) -
     from models.ranker import load_ranker
     from vista import features
     from vista.items import read_item_catalog
-    from vista.pipeline import current_ranker
+    from vista.state import current_ranker
 
     pointer = current_ranker(cfg)
     model, metadata = load_ranker(Path(pointer["path"]))

@@ -1,5 +1,5 @@
 """Bring your own events: CSV/TSV, Parquet, JSON-lines files or a Delta table, plus a
-column mapping (parsing, validation and quarantine: ``datasets.ingest``).
+column mapping (parsing, validation and quarantine: ``sources.ingest``).
 
 The good rows become the platform's two tables, with no code change:
 - ``events``: the rows that histories are built from (user_id, item_id, category,
@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,25 +75,21 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from datasets.ingest import RawRows, SourceError
-from datasets.synthetic import EVENTS_SCHEMA, IMPRESSIONS_SCHEMA, ORACLE_COLUMNS
-from vista.config import SourceConfig
-
-UNKNOWN_CATEGORY = -1
-
-
-def stable_category(value) -> int:
-    """Integers (and integer text) stay; other strings hash (crc32) to the same integer
-    on every machine."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return UNKNOWN_CATEGORY
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if isinstance(value, str) and not value.strip():
-        return UNKNOWN_CATEGORY
-    return zlib.crc32(str(value).encode()) & 0x7FFFFFFF
+from sources.ingest import (
+    RawRows,
+    SourceError,
+    dedupe,
+    parse_id,
+    read_rows,
+    renamed,
+    source_files,
+    source_format,
+    stable_category,
+    validate_rows,
+)
+from sources.synthetic import EVENTS_SCHEMA, IMPRESSIONS_SCHEMA, ORACLE_COLUMNS
+from vista.core.config import SourceConfig
+from vista.core.names import UNKNOWN_CATEGORY
 
 
 def read_items(source: SourceConfig) -> pd.DataFrame | None:
@@ -102,8 +97,6 @@ def read_items(source: SourceConfig) -> pd.DataFrame | None:
     events; rows without a valid id are left out)."""
     if source.items_path is None:
         return None
-    from datasets.ingest import SourceError, parse_id, read_rows, renamed
-
     fmt = source.format if source.format != "auto" else "csv"
     if not source.items_path.exists():
         raise SourceError(f"items file {source.items_path} does not exist (source.items_path;"
@@ -147,8 +140,6 @@ def prepare_file(
     path: Path, source: SourceConfig, items: pd.DataFrame | None, now: dt.datetime
 ) -> PreparedFile:
     """Read and validate one file (duplicates are ``dedupe``'s, over all files of a run)."""
-    from datasets.ingest import read_rows, source_format, validate_rows
-
     rows = read_rows(path, source_format(source, path), source.separator)
     good, bad = validate_rows(rows, source, now)
     good = with_categories(good, items).assign(source_file=str(path))
@@ -159,8 +150,6 @@ def load_events(source: SourceConfig, now: dt.datetime | None = None) -> pd.Data
     """The good rows of every file the source names, as the ``events`` columns plus
     the label column, unique per event (the first seen kept; bad rows and conflicting
     duplicates are left out: ``vista.pipeline.ingest_source`` quarantines them)."""
-    from datasets.ingest import dedupe, source_files
-
     now = now or dt.datetime.now(dt.UTC)
     items = read_items(source)
     frames = [prepare_file(path, source, items, now).good for path in source_files(source)]
@@ -369,8 +358,6 @@ def source_as_of(source: SourceConfig) -> dt.date:
     without one, the day after the last event it keeps as history (reads the source)."""
     if source.cutoff_date is not None:
         return source.cutoff_date
-    from datasets.ingest import source_files
-
     signature = tuple((str(p), *_stat(p)) for p in source_files(source))
     return _computed_as_of(source.model_dump_json(), signature)
 

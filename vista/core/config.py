@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
 ENV_PREFIX = "VISTA__"
 
@@ -139,7 +139,7 @@ class SparkConfig(_Section):
 
 
 class LifelongWorldConfig(_Section):
-    """The ``lifelong`` regime's knobs (datasets/synthetic.py, docs/WORLDS.md). Every
+    """The ``lifelong`` regime's knobs (sources/synthetic.py, docs/WORLDS.md). Every
     component of the oracle's logit has a weight here; 0 switches it off. These values
     were fixed, and written down in docs/WORLDS.md, before any model was judged on them."""
 
@@ -340,7 +340,7 @@ class RankerConfig(_Section):
     validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
     dim: Annotated[int, Field(ge=4, le=4096)] = 32
     # impression days (days with impressions) evaluated: data spanning years may need more
-    # than a year of them (pipeline.windows_problem says how many a data set allows)
+    # than a year of them (vista/state.py windows_problem says how many a data set allows)
     eval_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 1
     seed: Annotated[int, Field(ge=0)] = 0
     # the evaluation (`vista report`): which rankers, each trained with this many seeds
@@ -357,6 +357,9 @@ class RankerConfig(_Section):
     # every variant's item and category embeddings start from the frozen summarizer's, so
     # candidates meet the summary in the space it was made in (same for all: fair)
     init_from_summarizer: bool = True
+    # vista with an item sketch (summarizer.sketch_heads): beside each sketch head's count
+    # of the candidate, the RMS of its slot, so a count in a crowded slot weighs less
+    sketch_energy: bool = True
     # each variant trains once per pooling it may use (models/ranker.py POOLING_CHOICES)
     # on the first seed and keeps the one with the lower validation loss for all seeds
     choose_pooling: bool = True
@@ -412,7 +415,7 @@ class FeaturesConfig(_Section):
     # for decades of data is more than ten years (the training run's error says how many)
     ttl_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 14
     # how summary tokens are stored: int8 + per-token scale (4x smaller than float32),
-    # bf16 (2x), or float32 (lossless); see vista/summary_codec.py
+    # bf16 (2x), or float32 (lossless); see vista/core/summary_codec.py
     summary_codec: Literal["int8", "bf16", "float32"] = "int8"
     # the training-set suite fails below this share of impressions with a summary
     min_summary_coverage: Annotated[float, Field(ge=0, le=1)] = 0.5
@@ -586,12 +589,12 @@ class SourceConfig(_Section):
     # The snapshot date (the default as_of). global: events before it are the history,
     # events at or after it the labelled impressions (required). per_user: the held-out
     # events are laid on the days from this date on; null (the default there): the day
-    # after the last event that stays history (datasets/loaders.py says why)
+    # after the last event that stays history (sources/loaders.py says why)
     cutoff_date: dt.date | None = None
     # global: one cutoff date for everyone. per_user: the last per_user_share of each
     # user's events are that user's impressions, for data whose users are active in
     # different years (a global cutoff leaves most of them without history or without
-    # impressions). Trade-offs: datasets/loaders.py, conf/movielens-per-user.yaml
+    # impressions). Trade-offs: sources/loaders.py, conf/movielens-per-user.yaml
     split: Literal["global", "per_user"] = "global"
     # per_user: share of each user's events held out (rounded to whole timestamps, at
     # least one event; the user keeps at least one timestamp of history)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from vista.core import names
+from vista.core.config import format_validation_error
+
 
 class ExpectedError(Exception):
     """A failure the user can fix; the message names the problem and the setting or
@@ -30,13 +33,13 @@ class SettingError(ExpectedError, ValueError):
 
 # the command that writes each table a step may find missing
 TABLE_COMMANDS = {
-    "events": "`vista generate` (synthetic data, or the profile's source)",
-    "impressions": "`vista generate` (synthetic data, or the profile's source)",
-    "quarantine": "`vista generate` on a profile with a source",
-    "user_histories": "`vista histories`",
-    "user_history_tail": "`vista run` (its build_raw_features step)",
-    "user_category_histories": "`vista run` (its build_raw_features step)",
-    "user_summaries": "`vista summarize`",
+    names.EVENTS: "`vista generate` (synthetic data, or the profile's source)",
+    names.IMPRESSIONS: "`vista generate` (synthetic data, or the profile's source)",
+    names.QUARANTINE: "`vista generate` on a profile with a source",
+    names.HISTORIES: "`vista histories`",
+    names.HISTORY_TAIL: "`vista run` (its build_raw_features step)",
+    names.CATEGORY_HISTORIES: "`vista run` (its build_raw_features step)",
+    names.SUMMARIES: "`vista summarize`",
 }
 CONFIG_FIX = "settings come from conf/<profile>.yaml, then VISTA__<SECTION>__<FIELD> variables"
 SOURCE_FIX = "check source.events_path, source.items_path, source.format and source.columns"
@@ -68,16 +71,16 @@ def _unless(marker: str, fix: str) -> Callable[[str], str | None]:
 
 # qualified class name -> the fix to add to the message (None when it names one already)
 KNOWN: dict[str, Callable[[str], str | None]] = {
-    "vista.config.ConfigError": _config_fix,
+    "vista.core.config.ConfigError": _config_fix,
     # a bare pydantic error is a settings object built outside load_config
     "pydantic_core._pydantic_core.ValidationError": lambda m: CONFIG_FIX,
-    "datasets.ingest.SourceError": _unless("source.", SOURCE_FIX),
+    "sources.ingest.SourceError": _unless("source.", SOURCE_FIX),
     "validation.checkpoints.DataQualityError": lambda m: (
         "correct those rows where they come from (the profile's source, or `vista generate "
         "--force` for synthetic data), then rerun the step"
     ),
-    "spark_jobs.lake.TableNotFoundError": _table_fix,
-    "spark_jobs.lake.ObjectStoreError": lambda m: None,
+    "vista.core.lake.TableNotFoundError": _table_fix,
+    "vista.core.lake.ObjectStoreError": lambda m: None,
     "models.ranker.TrainingSetError": _unless(
         "`vista", "rebuild the training set's inputs: `vista features`, then `vista train-ranker`"
     ),
@@ -101,8 +104,6 @@ def is_expected(exc: BaseException) -> bool:
 
 def _message(exc: BaseException) -> str:
     if any(n == "pydantic_core._pydantic_core.ValidationError" for n in _qualified_names(exc)):
-        from vista.config import format_validation_error
-
         return format_validation_error(exc)  # type: ignore[arg-type]
     return str(exc) or type(exc).__name__
 

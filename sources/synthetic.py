@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from vista.config import GeneratorConfig, LifelongWorldConfig
+from vista.core.config import GeneratorConfig, LifelongWorldConfig
 
 EVENT_TYPES = ("view", "click", "purchase")
 EVENT_TYPE_WEIGHTS = (0.70, 0.25, 0.05)

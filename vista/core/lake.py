@@ -33,7 +33,7 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
-from vista.config import TableLocation
+from vista.core.config import TableLocation
 
 Location = Path | TableLocation
 # Hadoop's connector for S3 is s3a; delta-rs names the same objects s3://

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from vista.ports import free_port
+from devservers.ports import free_port
 
 BINARY_ENV = "VISTA_REDIS_SERVER"  # a redis-server that is not on PATH
 DEBIAN_PATHS = ("/usr/bin/redis-server",)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from vista.ports import free_port
+from devservers.ports import free_port
 
 REGION = "us-east-1"
 # moto accepts any keys; the client still needs some to sign its requests

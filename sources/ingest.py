@@ -33,6 +33,7 @@ import io
 import json
 import lzma
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from vista.config import SourceConfig
+from sources.synthetic import EVENT_TYPES
+from vista.core.config import SourceConfig
+from vista.core.names import UNKNOWN_CATEGORY
 
 # reason code -> what it means; the quarantine table's ``reason`` is one of these
 REASONS = {
@@ -403,7 +406,7 @@ def _read_parquet(data: bytes, name: str) -> RawRows:
 def _read_table(path: Path, fmt: str) -> RawRows:
     from deltalake import DeltaTable
 
-    from spark_jobs.lake import arrow_of
+    from vista.core.lake import arrow_of
 
     return _rows_of(arrow_of(DeltaTable(str(path))), str(path))
 
@@ -691,12 +694,24 @@ def renamed(frame: pd.DataFrame, mapping: dict[str, str], source_file: str) -> p
     return frame.rename(columns={v: k for k, v in mapping.items()})[list(mapping)]
 
 
+def stable_category(value) -> int:
+    """Integers (and integer text) stay; other strings hash (crc32) to the same integer
+    on every machine."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return UNKNOWN_CATEGORY
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, str) and not value.strip():
+        return UNKNOWN_CATEGORY
+    return zlib.crc32(str(value).encode()) & 0x7FFFFFFF
+
+
 def allowed_event_types(source: SourceConfig) -> list[str]:
     if source.event_types:
         return list(source.event_types)
     if "event_type" in source.columns:
-        from datasets.synthetic import EVENT_TYPES
-
         return list(EVENT_TYPES)
     return [source.event_type]
 
@@ -745,8 +760,6 @@ def validate_rows(
         index=frame.index[ok],
     )  # fmt: skip
     if "category" in frame:
-        from datasets.loaders import stable_category
-
         good["category"] = frame["category"][ok].map(stable_category).astype("int64")
     if label is not None:
         good[source.label_column] = label.values[ok].astype("float64")
