@@ -44,6 +44,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from devservers.ports import free_port
 from tests.readme_blocks import (
     ASSIGNMENT,
     Command,
@@ -57,8 +58,7 @@ from tests.readme_blocks import (
 )
 from vista import pipeline
 from vista.cli import app
-from vista.config import CONF_DIR, PROJECT_ROOT
-from vista.ports import free_port
+from vista.core.config import CONF_DIR, PROJECT_ROOT
 from vista.provenance import RESULTS_DIR
 
 README = PROJECT_ROOT / "README.md"
@@ -661,7 +661,8 @@ def test_feast_sdk_online_and_serving_run_on_the_tiny_pipeline(pipeline_run, tmp
     # the plain feast CLI through `vista env`, and `vista online`
     line = substitute(span_with(text, "feast feature-views list"), substitutions())
     assert "user_summary_encoded" in sh(line, env).stdout
-    online_out = sh(substitute(span_with(text, "vista online"), substitutions()), env).stdout
+    line = substitute(span_with(text, ".venv/bin/vista online"), substitutions())
+    online_out = sh(line, env).stdout
     for user in (1, 2, 3):
         assert f"user {user}: history_length=" in online_out
 
