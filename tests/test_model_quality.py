@@ -26,7 +26,7 @@ def test_memory_vista_beats_blind_and_din_on_long_histories():
                       "heavy_users": 30, "history_days": 365, "impressions_per_user": 20,
                       "long_user_impressions": 80, "lifelong": {"n_topics": 60}},
         "summarizer": {"mode": "memory", "address": "softmax", "head_pooling": "slot",
-                       "head_half_life_days": [0, 30], "train_steps": 150,
+                       "train_steps": 150,
                        "train_max_events": 1024, "train_recent_events": 64},
         "ranker": {"variants": ["vista", "blind", "din_last100"], "epochs": 8},
     })  # fmt: skip
