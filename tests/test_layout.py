@@ -26,7 +26,15 @@ MAY_IMPORT: dict[str, set[str]] = {
     "spark_jobs": {"vista.core", "models"},
     "feature_repo": {"vista.core"},
     "devservers": set(),
-    "vista": {"vista.core", "models", "sources", "validation", "spark_jobs", "devservers"},
+    "vista": {
+        "vista.core",
+        "models",
+        "sources",
+        "validation",
+        "spark_jobs",
+        "feature_repo",
+        "devservers",
+    },
     "dags": {"vista"},
 }
 

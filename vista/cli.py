@@ -498,13 +498,14 @@ def cutoff_date(profile: Profile = None) -> None:
     typer.echo(pipeline.default_as_of(_config(profile)))
 
 
-@app.command()
-def env(profile: Profile = None) -> None:
-    """Print `export` lines for using the Feast CLI on this profile's state."""
-    from vista.features import feast_environment
+@app.command("feast-repo")
+def feast_repo(profile: Profile = None) -> None:
+    """Write this profile's Feast repo for the plain feast CLI (<state>/feast: its
+    feature_store.yaml and definitions) and print the folder:
+    `feast -c "$(vista feast-repo)" feature-views list`."""
+    from vista.features import write_feast_repo
 
-    for key, value in feast_environment(_config(profile)).items():
-        typer.echo(f"export {key}={value}")
+    typer.echo(write_feast_repo(_config(profile)))
 
 
 @app.command("init-profile")
