@@ -13,7 +13,7 @@ from vista.core import lake, summary_codec
 def test_registry_holds_entity_views_and_service(pipeline_run):
     cfg, _, steps = pipeline_run
     store = features.feature_store(cfg)
-    version = steps["summaries"]["summarizer_version"]
+    version = steps["summarize"]["summarizer_version"]
     stored = store.get_feature_view(features.ENCODED_VIEW)
     assert {f.name for f in stored.features} >= {
         "summary_codes", "summary_scales", "summary_codec", "history_length", "summarizer_version"
