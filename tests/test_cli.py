@@ -28,6 +28,9 @@ def test_every_step_has_a_command_of_its_own_name_and_old_names_still_work():
     old = {"generate": "ingest-events", "histories": "build-histories",
            "features": "publish-features", "train-ranker": "train-and-evaluate-ranker",
            "report": "evaluate-and-report"}  # fmt: skip
+    gone = runner.invoke(app, ["env"])
+    assert gone.exit_code == 2
+    assert "vista feast-repo" in gone.output
     for name, new in old.items():
         assert commands[name].hidden
         assert commands[name].callback.__name__ == commands[new].callback.__name__

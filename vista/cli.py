@@ -569,6 +569,14 @@ def feast_repo(profile: Profile = None) -> None:
     typer.echo(write_feast_repo(_config(profile)))
 
 
+@app.command(hidden=True)
+def env(profile: Profile = None) -> None:
+    """Gone: Feast no longer reads the configuration from environment variables."""
+    typer.echo('error: `vista env` is gone: Feast reads this profile\'s configuration from the '
+               'repo `vista feast-repo` writes; use `feast -c "$(vista feast-repo)" ...`', err=True)  # fmt: skip
+    raise typer.Exit(2)
+
+
 @app.command("init-profile")
 def init_profile(
     events_file: Annotated[Path, typer.Argument(help="one events file (CSV, JSON lines, Parquet)")],
