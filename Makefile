@@ -72,7 +72,7 @@ postgres: ## Install the PostgreSQL server when missing (apt-get; through sudo w
 	@ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null || command -v initdb
 
 data: install ## Generate the default synthetic data set (skipped when present)
-	$(BIN)/vista generate
+	$(BIN)/vista ingest-events
 
 run: install ## Install, then run the main DAG end to end on the embedded default
 	$(BIN)/vista dag-test
@@ -104,10 +104,10 @@ run-movielens: install ## The main DAG on MovieLens-100K (conf/movielens.yaml)
 
 report: install ## VISTA vs raw-history baselines on the lifelong world (conf/lifelong.yaml, 3 seeds, intervals): reports/lifelong/<as_of>/report.md
 	$(BIN)/vista run -p lifelong
-	$(BIN)/vista report -p lifelong
+	$(BIN)/vista evaluate-and-report -p lifelong
 
 report-counts: install ## The same comparison on the counts world of the embedded default (after make run)
-	$(BIN)/vista report
+	$(BIN)/vista evaluate-and-report
 
 ablate: install ## VISTA ablations (recon, K 32/64/128, memory design parts, staleness): reports/<as_of>/ablations.md
 	$(BIN)/vista ablate

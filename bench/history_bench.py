@@ -3,7 +3,7 @@
 On the ``full`` profile (130,000 users, 51.5M events, 8 users with 1,000,000 events):
 1. generate the events table (skipped when the same settings are already there);
 2. build every user's history as of ``--as-of`` with the pipeline's Spark job
-   (``vista histories --full``: Spark local mode, Delta output), and with one
+   (``vista build-histories --full``: Spark local mode, Delta output), and with one
    single-node DuckDB query over the same parquet files (the baseline);
 3. refresh the Spark snapshot incrementally one day later (only users with new events
    are recomputed), as the DAG does every run;
@@ -219,7 +219,7 @@ def main() -> None:
     as_of = Snapshot.of(args.as_of or (cutoff - dt.timedelta(days=1)).date())
     next_day = as_of + dt.timedelta(days=1)
     print(f"profile {args.profile}: generating data (skipped if present) ...", flush=True)
-    generated = pipeline.generate_data(cfg)
+    generated = pipeline.ingest_events(cfg)
     work = cfg.paths.state / "bench"
     shutil.rmtree(work, ignore_errors=True)
     duckdb_out = work / "duckdb_histories.parquet"

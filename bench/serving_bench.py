@@ -80,7 +80,7 @@ def build_world(cfg) -> dict:
     as_of = Snapshot.of(pipeline.default_as_of(cfg))
     steps = {}
     for name, step in (
-        ("data", lambda: pipeline.generate_data(cfg)),
+        ("data", lambda: pipeline.ingest_events(cfg)),
         ("histories", lambda: pipeline.build_histories(cfg, as_of)),
         ("summarizer", lambda: pipeline.train_summarizer(cfg, as_of, progress=False)),
         ("summaries", lambda: pipeline.summarize(cfg, as_of)),

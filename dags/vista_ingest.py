@@ -28,7 +28,7 @@ from vista import orchestration as orc
 def vista_ingest():
     @task
     def ingest_events(params=None) -> dict:
-        return orc.run_step("generate_data", force=bool(params.get("regenerate")))
+        return orc.run_step("ingest_events", force=bool(params.get("regenerate")))
 
     @task(outlets=[orc.asset("events")])
     def validate_events(_ingested: dict) -> dict:

@@ -5,7 +5,8 @@ The ranker on the Feast training set: the critical ``training_set`` suite (check
 the retrieved frames before any training), ranker_v1
 (the candidate attends to the cached summary tokens) trained and evaluated on the
 later window, optionally every raw-history baseline and the evaluation report
-(``evaluate``), and the run's ``summary.json``. Scheduled on ``vista_features``.
+(``evaluate``), and the run summary ``reports/<as_of>/run.json``. Scheduled on
+``vista_features``.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ def vista_ranker():
         return orc.run_step("evaluate_and_report", progress=False)
 
     @task
-    def write_report(_evaluation: dict) -> str:
-        return orc.run_step("write_summary")["path"]
+    def write_run_summary(_evaluation: dict) -> str:
+        return orc.run_step("write_run_summary")["path"]
 
-    write_report(evaluate_and_report(train_and_evaluate_ranker()))
+    write_run_summary(evaluate_and_report(train_and_evaluate_ranker()))
 
 
 vista_ranker()

@@ -8,7 +8,7 @@ summarizer can skip users whose history did not change.
 
 Incremental builds assume events land before the snapshot that covers their
 timestamp; a late event older than the previous snapshot needs a full rebuild
-(``vista histories --full``).
+(``vista build-histories --full``).
 """
 
 from __future__ import annotations

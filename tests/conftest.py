@@ -38,15 +38,15 @@ def pipeline_run(tmp_path_factory, spark):
 
     cfg = tiny_config(tmp_path_factory.mktemp("pipeline"))
     as_of = Snapshot.of(pipeline.default_as_of(cfg))
-    steps = {"data": pipeline.generate_data(cfg)}
-    steps["events_quality"] = pipeline.validate_events(cfg, as_of)
-    steps["histories"] = pipeline.build_histories(cfg, as_of)
-    steps["histories_quality"] = pipeline.validate_histories(cfg, as_of)
-    steps["raw_features"] = pipeline.build_raw_features(cfg, as_of)
-    steps["summarizer"] = pipeline.train_summarizer(cfg, as_of, progress=False)
-    steps["summaries"] = pipeline.summarize(cfg, as_of)
-    steps["summaries_quality"] = pipeline.validate_summaries(cfg, as_of)
-    steps["features"] = pipeline.publish_features(cfg, as_of)
+    steps = {"ingest_events": pipeline.ingest_events(cfg)}
+    steps["validate_events"] = pipeline.validate_events(cfg, as_of)
+    steps["build_histories"] = pipeline.build_histories(cfg, as_of)
+    steps["validate_histories"] = pipeline.validate_histories(cfg, as_of)
+    steps["build_raw_features"] = pipeline.build_raw_features(cfg, as_of)
+    steps["train_summarizer"] = pipeline.train_summarizer(cfg, as_of, progress=False)
+    steps["summarize"] = pipeline.summarize(cfg, as_of)
+    steps["validate_summaries"] = pipeline.validate_summaries(cfg, as_of)
+    steps["publish_features"] = pipeline.publish_features(cfg, as_of)
     return cfg, as_of, steps
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vista.core.snapshot import Snapshot
 
-STEPS = ("generate_data", "build_histories", "build_raw_features", "summarize")
+STEPS = ("ingest_events", "build_histories", "build_raw_features", "summarize")
 COLUMNS = {"user_id": "user_id", "item_id": "item_id", "timestamp": "ts",
            "event_type": "event_type", "category": "category"}  # fmt: skip
 

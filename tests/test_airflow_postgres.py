@@ -163,7 +163,7 @@ def test_local_executor_on_postgres_runs_the_chain_and_keeps_its_metadata_there(
         )
         home = cfg.paths.state / "airflow"
         assert not list(home.rglob("*.db")), "Airflow made a SQLite database after all"
-        assert (cfg.paths.reports / as_of / "summary.json").exists()
+        assert (cfg.paths.reports / as_of / "run.json").exists()
     finally:
         stop(process)
         log.close()

@@ -223,7 +223,7 @@ def test_a_data_engineer_and_a_service_owner_walk_their_pages_in_a_browser(tmp_p
         assert {s for s in sockets if s[1] not in LOOPBACK} == set()
 
         # what the chain left: this date's summary, its AUC the served ranker's
-        summary = json.loads((cfg.paths.reports / as_of / "summary.json").read_text())
+        summary = json.loads((cfg.paths.reports / as_of / "run.json").read_text())
         assert summary["as_of"] == as_of  # the date travelled in the asset events
         served = served_ranker_auc(cfg, as_of)
         assert summary["headline"]["ranker_auc"] == pytest.approx(served, abs=1e-9)

@@ -81,10 +81,10 @@ def test_an_empty_source_file_is_named_with_the_source_setting(tmp_path):
 @pytest.mark.parametrize(
     ("command", "fix"),
     [
-        ("report", "run `vista generate`"),  # no impressions table yet
+        ("report", "run `vista ingest-events`"),  # no impressions table yet
         ("summarize", "run `vista train-summarizer` first"),
         ("features", "run `vista train-summarizer` first"),
-        ("serve", "run `vista train-ranker`"),
+        ("serve", "run `vista train-and-evaluate-ranker`"),
     ],
 )
 def test_missing_state_names_the_command_that_makes_it(tmp_path, command, fix):
@@ -96,7 +96,7 @@ def test_missing_state_names_the_command_that_makes_it(tmp_path, command, fix):
 def test_a_step_that_starts_spark_still_fails_with_one_line(tmp_path):
     """The JVM's start-up notices and log4j lines go to a log file, not the terminal."""
     line = the_line(vista(tmp_path, "histories", "-p", "tiny", "--as-of", "2026-01-01"))
-    assert "run `vista generate`" in line
+    assert "run `vista ingest-events`" in line
     jvm_log = (tmp_path / "state" / "logs" / "spark-jvm.log").read_text()
     assert "log4j" in jvm_log
 
@@ -115,7 +115,7 @@ def test_a_failed_critical_suite_is_one_line_naming_the_expectation(tmp_path):
     assert "on column 'label'" in line
     assert "1 of 2401 rows unexpected" in line
     assert "data_docs/index.html" in line
-    assert "`vista generate --force`" in line
+    assert "`vista ingest-events --force`" in line
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])

@@ -10,9 +10,30 @@ runner = CliRunner()
 def test_help_lists_the_pipeline_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("generate", "histories", "summarize", "features", "train-ranker", "dag-test",
-                    "report", "ablate"):  # fmt: skip
+    for command in ("ingest-events", "build-histories", "summarize", "publish-features",
+                    "train-and-evaluate-ranker", "dag-test", "evaluate-and-report", "ablate",
+                    "feast-repo"):  # fmt: skip
         assert command in result.output
+
+
+def test_every_step_has_a_command_of_its_own_name_and_old_names_still_work():
+    """One name per stage: the step, its DAG task (tests/test_layout.py) and its command."""
+    import typer
+
+    from vista import pipeline
+
+    commands = typer.main.get_command(app).commands
+    for step in pipeline.STEPS:
+        assert step.replace("_", "-") in commands, step
+    old = {"generate": "ingest-events", "histories": "build-histories",
+           "features": "publish-features", "train-ranker": "train-and-evaluate-ranker",
+           "report": "evaluate-and-report"}  # fmt: skip
+    gone = runner.invoke(app, ["env"])
+    assert gone.exit_code == 2
+    assert "vista feast-repo" in gone.output
+    for name, new in old.items():
+        assert commands[name].hidden
+        assert commands[name].callback.__name__ == commands[new].callback.__name__
 
 
 def test_generator_argument_out_of_range_fails_before_any_work(tmp_path, monkeypatch):

@@ -115,13 +115,14 @@ def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
     assert "ranker AUC" in result.stdout
     for dag_id in orchestration.CHAIN:
         assert f"running DAG {dag_id}" in result.stderr
-    summary = json.loads((cfg.paths.reports / "latest" / "summary.json").read_text())
+    summary = json.loads((cfg.paths.reports / "latest" / "run.json").read_text())
     assert summary["as_of"] == as_of
     steps = summary["steps"]  # recorded by five DAG runs, gathered by the last
-    for key in ("data", "events_quality", "histories_quality", "summaries_quality", "ranker"):
+    for key in ("ingest_events", "validate_events", "validate_histories", "validate_summaries",
+                "train_and_evaluate_ranker"):  # fmt: skip
         assert key in steps, key
-    assert steps["histories_quality"]["success"]
-    assert steps["ranker"]["training_set_quality"]["success"]
+    assert steps["validate_histories"]["success"]
+    assert steps["train_and_evaluate_ranker"]["training_set_quality"]["success"]
     head = summary["headline"]
     # the headline is the served ranker's AUC, recomputed here from its artifact; and
     # ranker_v1 is the report's VISTA with the first seed (same frame, seed and spec):
@@ -147,7 +148,7 @@ def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
 @pytest.mark.slow
 def test_failing_critical_suite_stops_the_dag_and_commits_nothing_downstream(tmp_path):
     cfg = tiny_config(tmp_path)
-    pipeline.generate_data(cfg)
+    pipeline.ingest_events(cfg)
     events = cfg.paths.table(names.EVENTS)
     bad = lake.read_arrow(events).slice(0, 2)
     bad = bad.set_column(0, "user_id", pa.array([-7, -7], pa.int64()))
@@ -205,10 +206,10 @@ def test_backfill_runs_the_chain_for_each_date_oldest_first(tmp_path):
         cfg.paths.table(names.HISTORIES)).partitions()}  # fmt: skip
     assert partitions == {first, last.date().isoformat()}
     later = json.loads((cfg.paths.reports / last.date().isoformat() / "steps" /
-                        "histories.json").read_text())  # fmt: skip
+                        "build_histories.json").read_text())  # fmt: skip
     assert later["mode"] == f"incremental from {first}"
     for day in (first, last.date().isoformat()):
-        assert (cfg.paths.reports / day / "summary.json").exists()
+        assert (cfg.paths.reports / day / "run.json").exists()
 
 
 def test_backfill_rejects_an_end_before_its_start():

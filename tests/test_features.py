@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from vista import features, pipeline, state, summary_codec
-from vista.core import lake
+from vista import features, pipeline, state
+from vista.core import lake, summary_codec
 
 
 def test_registry_holds_entity_views_and_service(pipeline_run):
     cfg, _, steps = pipeline_run
     store = features.feature_store(cfg)
-    version = steps["summaries"]["summarizer_version"]
+    version = steps["summarize"]["summarizer_version"]
     stored = store.get_feature_view(features.ENCODED_VIEW)
     assert {f.name for f in stored.features} >= {
         "summary_codes", "summary_scales", "summary_codec", "history_length", "summarizer_version"
@@ -92,24 +92,85 @@ def test_online_store_serves_the_latest_summary_exactly(pipeline_run):
 
 
 def test_plain_feast_cli_applies_the_same_repo(tmp_path):
-    """`feast apply` on feature_repo/ works with the variables `vista env` prints."""
+    """`feast -c "$(vista feast-repo)" apply`, then `feature-views list`, on the tiny
+    profile: the CLI reads the generated repo and registers what the SDK registers."""
     import os
     import subprocess
     import sys
 
+    from typer.testing import CliRunner
+
     from tests.conftest import tiny_config
+    from vista.cli import app
 
     cfg = tiny_config(tmp_path)
-    env = {**os.environ, **features.feast_environment(cfg)}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("VISTA_", "FEAST_"))},
+           **{f"VISTA__PATHS__{k.upper()}": str(tmp_path / k) for k in ("state", "lake", "reports")},
+           "VISTA_PROFILE": "tiny"}  # fmt: skip
+    printed = CliRunner().invoke(app, ["feast-repo"], env=env)
+    assert printed.exit_code == 0, printed.output
+    repo = printed.output.strip()
+    assert repo == str(cfg.paths.state / "feast")
     feast = os.path.join(os.path.dirname(sys.executable), "feast")
-    repo = str(features.FEATURE_REPO)
     applied = subprocess.run([feast, "-c", repo, "apply"], env=env, capture_output=True,
                              text=True, timeout=300, check=False)  # fmt: skip
     assert applied.returncode == 0, applied.stderr[-2000:]
-    listed = subprocess.run([feast, "-c", repo, "feature-services", "list"], env=env,
+    listed = subprocess.run([feast, "-c", repo, "feature-views", "list"], env=env,
                             capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
-    assert "ranker_v1" in listed.stdout
+    assert features.ENCODED_VIEW in listed.stdout
     assert (cfg.paths.state / "feast" / "registry.db").exists()
+    # the SDK opens the registry the CLI wrote and finds the same objects, configured alike
+    store = features.feature_store(cfg)
+    assert store.get_feature_service(features.FEATURE_SERVICE).name == "ranker_v1"
+    wanted = {(type(o).__name__, o.name) for o in features.repo_objects(cfg)}
+    assert features.stale_objects(store, features.repo_objects(cfg)) == []
+    listed = {(type(o).__name__, o.name) for o in [*store.list_feature_views(),
+              *store.list_on_demand_feature_views(), *store.list_feature_services()]}  # fmt: skip
+    assert listed <= wanted
+    view = store.get_feature_view(features.ENCODED_VIEW)
+    assert view.batch_source.path == str(cfg.paths.lake / "user_summaries" / "none")
+    assert view.ttl.days == cfg.features.ttl_days
+
+
+def test_feast_configuration_comes_from_the_typed_config_not_the_environment(tmp_path):
+    """The SDK's RepoConfig and the CLI's feature_store.yaml hold the same settings, and
+    the repo's definitions take their values from the config, whatever the environment."""
+    import os
+
+    import yaml
+    from feast.repo_config import load_repo_config
+
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(tmp_path, summarizer={"n_seeds": 4, "dim": 8}, features={"ttl_days": 3})
+    decoys = {"VISTA_LAKE_DIR": "/nowhere", "VISTA_SUMMARY_TOKENS": "99",
+              "VISTA_FEATURE_TTL_DAYS": "99", "FEAST_FS_YAML_FILE_PATH": "/nowhere.yaml"}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in decoys}
+    os.environ.update(decoys)
+    try:
+        config = features.repo_config(cfg)
+        repo = features.write_feast_repo(cfg)
+        loaded = load_repo_config(repo, repo / "feature_store.yaml")
+        objects = {o.name: o for o in features.repo_objects(cfg)}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert config.registry.path == loaded.registry.path == str(repo / "registry.db")
+    assert config.online_store.path == loaded.online_store.path == str(repo / "online_store.db")
+    assert config.offline_store.type == loaded.offline_store.type == "duckdb"
+    assert yaml.safe_load((repo / "feature_store.yaml").read_text())["project"] == "vista"
+    encoded = objects[features.ENCODED_VIEW]
+    assert encoded.ttl.days == 3
+    assert encoded.tags["n_tokens"] == "4"
+    assert encoded.tags["token_dim"] == "8"
+    assert encoded.batch_source.path == str(cfg.paths.lake / "user_summaries" / "none")
+    # fresh objects per call: two profiles in one process do not share them
+    other = tiny_config(tmp_path / "b", features={"ttl_days": 9})
+    assert {o.name: o for o in features.repo_objects(other)}[features.ENCODED_VIEW].ttl.days == 9
+    assert encoded.ttl.days == 3
 
 
 def test_apply_deletes_views_the_repo_no_longer_defines(tmp_path):

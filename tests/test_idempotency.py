@@ -41,7 +41,7 @@ def lake_state(cfg) -> dict[str, tuple[int, int, str]]:
 
 def run_every_step(cfg, as_of) -> dict:
     results = {}
-    for step in pipeline.STEP_KEYS:
+    for step in pipeline.RUN_STEPS:
         if step == "evaluate_and_report":
             continue
         results[step] = pipeline.STEPS[step](cfg, as_of)
@@ -74,7 +74,7 @@ def test_new_events_make_the_rerun_rebuild_that_date(tmp_path, spark):
     rebuilt (and the new event is in its histories)."""
     cfg = tiny_config(tmp_path)
     as_of = Snapshot.of(pipeline.default_as_of(cfg))
-    pipeline.generate_data(cfg)
+    pipeline.ingest_events(cfg)
     first = pipeline.build_histories(cfg, as_of)
     events = cfg.paths.table(names.EVENTS)
     late = lake.read_arrow(events).slice(0, 1).to_pandas()

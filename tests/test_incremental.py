@@ -15,7 +15,7 @@ from .conftest import tiny_config
 
 def test_refresh_recomputes_only_changed_users(tmp_path, spark):
     cfg = tiny_config(tmp_path)
-    pipeline.generate_data(cfg)
+    pipeline.ingest_events(cfg)
     as_of = Snapshot.of(pipeline.default_as_of(cfg))
     earlier = Snapshot.of(as_of - dt.timedelta(days=5))
 

@@ -242,7 +242,7 @@ def vista(*args: str, cwd) -> subprocess.CompletedProcess:
 
 def test_init_profile_then_ingest_with_the_profile_file(tmp_path):
     """Bring your own data without editing the repo: write a profile beside the data, then
-    `vista generate --profile path/to/it.yaml` ingests the file into that profile's own
+    `vista ingest-events --profile path/to/it.yaml` ingests the file into that profile's own
     lake (no Spark)."""
     events = clicks(users=40, days=30, per_user=20)
     (tmp_path / "mydata").mkdir()

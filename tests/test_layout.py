@@ -26,7 +26,15 @@ MAY_IMPORT: dict[str, set[str]] = {
     "spark_jobs": {"vista.core", "models"},
     "feature_repo": {"vista.core"},
     "devservers": set(),
-    "vista": {"vista.core", "models", "sources", "validation", "spark_jobs", "devservers"},
+    "vista": {
+        "vista.core",
+        "models",
+        "sources",
+        "validation",
+        "spark_jobs",
+        "feature_repo",
+        "devservers",
+    },
     "dags": {"vista"},
 }
 
@@ -140,16 +148,34 @@ def test_no_top_level_package_is_named_like_a_popular_library():
 def test_every_step_is_in_the_registry_under_its_own_name():
     from vista import pipeline
 
-    assert set(pipeline.STEP_KEYS) <= set(pipeline.STEPS)
+    assert set(pipeline.RUN_STEPS) <= set(pipeline.STEPS)
     assert all(step.__name__ == name for name, step in pipeline.STEPS.items())
     called = {name for path in (ROOT / "dags").glob("*.py") for name in _run_step_names(path)}
     assert called
     assert called <= set(pipeline.STEPS)
 
 
-def _run_step_names(path: Path) -> set[str]:
-    """The step names a DAG file passes to ``orc.run_step``."""
-    calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)]
+def test_every_dag_task_is_named_after_the_step_it_runs():
+    """One name per stage: a task that calls ``orc.run_step(step)`` is called ``step``."""
+
+    def is_task(node: ast.FunctionDef) -> bool:
+        # @task or @task(...)
+        return any(getattr(getattr(d, "func", d), "id", "") == "task" for d in node.decorator_list)
+
+    tasks = 0
+    for path in (ROOT / "dags").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and is_task(node):
+                steps = _run_step_names(node)
+                assert steps == {node.name}, f"{path.name}: task {node.name} runs {steps}"
+                tasks += 1
+    assert tasks == 12
+
+
+def _run_step_names(path: Path | ast.AST) -> set[str]:
+    """The step names a DAG file (or a node of one) passes to ``orc.run_step``."""
+    tree = ast.parse(path.read_text()) if isinstance(path, Path) else path
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
     return {
         call.args[0].value
         for call in calls

@@ -89,7 +89,7 @@ def test_movielens_profile_reads_the_real_file():
     imp = impressions.to_pandas()
     assert imp.event_timestamp.min() >= pd.Timestamp("1998-02-15", tz="UTC")
     assert 0.3 < imp.label.mean() < 0.8
-    assert json.dumps(cfg.to_dict())  # serialisable into summary.json
+    assert json.dumps(cfg.to_dict())  # serialisable into run.json
 
 
 def test_nanosecond_timestamps_are_read_exactly(tmp_path):

@@ -360,7 +360,7 @@ def test_per_user_split_runs_through_the_real_pipeline(tmp_path, spark):
     # a summarizer trained 10 steps is enough to carry the data through
     cfg = tiny_config(tmp_path, source=source, summarizer={"train_steps": 10})
     as_of = Snapshot.of(pipeline.default_as_of(cfg))
-    data = pipeline.generate_data(cfg, as_of)
+    data = pipeline.ingest_events(cfg, as_of)
     assert data["split"]["users_not_split"] == {"too_few_events": 3}
     assert data["events"] + data["impressions"] == len(frame)
     assert pipeline.validate_events(cfg, as_of)["impressions"]["success"]

@@ -320,7 +320,7 @@ def test_probe_cli_on_the_tiny_pipeline_writes_the_report(pipeline_run, monkeypa
         "lengths",
         "train_users",
     } <= set(got)
-    assert got["summarizer_version"] == steps["summaries"]["summarizer_version"]
+    assert got["summarizer_version"] == steps["summarize"]["summarizer_version"]
     assert got["source"]["kind"] == "user_histories"
     assert [row["length"] for row in got["lengths"]] == [100, 400]
     for row in got["lengths"]:

@@ -34,7 +34,7 @@ from vista.core.snapshot import Snapshot
 
 cfg = load_config()
 as_of = Snapshot.of(pipeline.default_as_of(cfg))
-pipeline.generate_data(cfg)
+pipeline.ingest_events(cfg)
 steps = {"histories": pipeline.build_histories(cfg, as_of),
          "summarizer": pipeline.train_summarizer(cfg, as_of, progress=False),
          "summaries": pipeline.summarize(cfg, as_of)}
@@ -70,7 +70,7 @@ def test_cluster_runs_the_jobs_like_local_mode(cluster, tmp_path):
     # local mode, in this process: it also trains the summarizer both runs use
     local = tiny_config(tmp_path / "local", **CODEC)
     as_of = Snapshot.of(pipeline.default_as_of(local))
-    pipeline.generate_data(local)
+    pipeline.ingest_events(local)
     pipeline.build_histories(local, as_of)
     pipeline.train_summarizer(local, as_of, progress=False)
     pipeline.summarize(local, as_of)

@@ -14,7 +14,7 @@ cadence with daily snapshots).
 
 Every arm's scores per seed on the evaluation rows are kept (``predictions.parquet``),
 and each arm is compared with the baseline arm by the same paired bootstrap over users
-as ``vista report`` (``vista.evaluation.intervals``): "beats" and "trails" only where
+as ``vista evaluate-and-report`` (``vista.evaluation.intervals``): "beats" and "trails" only where
 the interval of the difference excludes zero.
 """
 

@@ -94,8 +94,14 @@ def _print(result) -> None:
     typer.echo(json.dumps(result, indent=2, default=str))
 
 
-@app.command()
-def generate(
+# Each step of vista.pipeline.STEPS has a command of the same name (dashes for
+# underscores), as its DAG task has; the names commands had before stay as hidden aliases.
+def _alias(old: str, command) -> None:
+    app.command(old, hidden=True)(command)
+
+
+@app.command("ingest-events")
+def ingest_events(
     profile: Profile = None,
     users: Annotated[int | None, typer.Option(help="number of users")] = None,
     items: Annotated[int | None, typer.Option(help="number of items")] = None,
@@ -104,7 +110,8 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     force: Annotated[bool, typer.Option(help="rewrite even if the data exists")] = False,
 ) -> None:
-    """Write synthetic `events` and `impressions` Delta tables (with the oracle)."""
+    """Write the `events` and `impressions` Delta tables: synthetic (with the oracle), or
+    ingested from the profile's source (bad rows to `quarantine`)."""
     given = {
         "n_users": users,
         "n_items": items,
@@ -116,7 +123,10 @@ def generate(
     cfg = _config(profile, overrides)
     from vista import pipeline
 
-    _print(pipeline.generate_data(cfg, force=force))
+    _print(pipeline.ingest_events(cfg, force=force))
+
+
+_alias("generate", ingest_events)
 
 
 def _step(name: str, profile: str | None, as_of: str | None, **kwargs) -> None:
@@ -131,10 +141,32 @@ Full = Annotated[
 ]
 
 
-@app.command()
-def histories(profile: Profile = None, as_of: AsOf = None, full: Full = False) -> None:
+@app.command("validate-events")
+def validate_events(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Run the critical `events` suite on the date's events (Data Docs in the report)."""
+    _step("validate_events", profile, as_of)
+
+
+@app.command("build-histories")
+def build_histories(profile: Profile = None, as_of: AsOf = None, full: Full = False) -> None:
     """Build per-user histories as of a date (Spark) into `user_histories`."""
     _step("build_histories", profile, as_of, full=full)
+
+
+_alias("histories", build_histories)
+
+
+@app.command("validate-histories")
+def validate_histories(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Run the critical `user_histories` suite on the date's snapshot."""
+    _step("validate_histories", profile, as_of)
+
+
+@app.command("build-raw-features")
+def build_raw_features(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Build the baselines' raw-history features (`user_history_tail`,
+    `user_category_histories`) from the date's histories."""
+    _step("build_raw_features", profile, as_of)
 
 
 @app.command("train-summarizer")
@@ -153,6 +185,13 @@ def summarize(profile: Profile = None, as_of: AsOf = None, full: Full = False) -
     _step("summarize", profile, as_of, full=full)
 
 
+@app.command("validate-summaries")
+def validate_summaries(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Run the critical `user_summaries` suite and the drift check against the previous
+    snapshot (warns)."""
+    _step("validate_summaries", profile, as_of)
+
+
 @app.command()
 def validate(profile: Profile = None, as_of: AsOf = None) -> None:
     """Run the Great Expectations suites on events, histories and summaries; build Data
@@ -162,16 +201,22 @@ def validate(profile: Profile = None, as_of: AsOf = None) -> None:
     _step("validate_summaries", profile, as_of)
 
 
-@app.command()
-def features(profile: Profile = None, as_of: AsOf = None) -> None:
+@app.command("publish-features")
+def publish_features(profile: Profile = None, as_of: AsOf = None) -> None:
     """feast apply + materialize the summaries into the online store."""
     _step("publish_features", profile, as_of)
 
 
-@app.command("train-ranker")
-def train_ranker(profile: Profile = None, as_of: AsOf = None) -> None:
+_alias("features", publish_features)
+
+
+@app.command("train-and-evaluate-ranker")
+def train_and_evaluate_ranker(profile: Profile = None, as_of: AsOf = None) -> None:
     """Train ranker_v1 on the Feast training set; evaluate on the later window."""
     _step("train_and_evaluate_ranker", profile, as_of)
+
+
+_alias("train-ranker", train_and_evaluate_ranker)
 
 
 @app.command()
@@ -179,25 +224,38 @@ def run(
     profile: Profile = None,
     as_of: AsOf = None,
     evaluate: Annotated[
-        bool, typer.Option(help="also compare the baselines (vista report)")
+        bool, typer.Option(help="also compare the baselines (vista evaluate-and-report)")
     ] = True,
 ) -> None:
-    """Every step in order, in this process (the DAG runs the same calls)."""
+    """Every step in order, in this process (the DAG runs the same calls), then the run
+    summary (reports/<as_of>/run.json)."""
     from vista import pipeline
 
     cfg = _config(profile)
     date = _as_of(cfg, as_of)
-    for name in pipeline.STEP_KEYS:
+    for name in pipeline.RUN_STEPS:
         if name == "evaluate_and_report" and not evaluate:
             continue
         typer.echo(f"-- {name}", err=True)
         pipeline.record_step(cfg, date, name, pipeline.STEPS[name](cfg, date))
-    path = pipeline.write_summary(cfg, date)["path"]
-    typer.echo(pipeline.format_summary(json.loads(Path(path).read_text())))
+    path = Path(pipeline.write_run_summary(cfg, date)["path"])
+    typer.echo(pipeline.format_run_summary(pipeline.read_run_summary(path.parent)))
 
 
-@app.command("report")
-def report(profile: Profile = None, as_of: AsOf = None) -> None:
+@app.command("write-run-summary")
+def write_run_summary(profile: Profile = None, as_of: AsOf = None) -> None:
+    """Gather the steps recorded for the date into reports/<as_of>/run.json (and
+    reports/latest/run.json) and print its headline."""
+    from vista import pipeline
+
+    cfg = _config(profile)
+    path = Path(pipeline.write_run_summary(cfg, _as_of(cfg, as_of))["path"])
+    typer.echo(pipeline.format_run_summary(pipeline.read_run_summary(path.parent)))
+    typer.echo(f"run summary: {path}")
+
+
+@app.command("evaluate-and-report")
+def evaluate_and_report(profile: Profile = None, as_of: AsOf = None) -> None:
     """Train VISTA and the raw-history baselines (DIN, SIM, full attention) x seeds on the
     Feast evaluation set; write reports/<as_of>/report.md with tables and plots."""
     from vista import pipeline
@@ -208,6 +266,9 @@ def report(profile: Profile = None, as_of: AsOf = None) -> None:
         cells = "  ".join(f"{b} {v:.4f}" for b, v in by_bucket.items())
         typer.echo(f"{name:<16} AUC  {cells}")
     typer.echo(f"report: {result['files']['report']}")
+
+
+_alias("report", evaluate_and_report)
 
 
 @app.command("ablate")
@@ -317,9 +378,9 @@ def dag_test(
     params = {"full_rebuild": full_rebuild, "retrain_summarizer": retrain_summarizer,
               "evaluate": evaluate, "regenerate": regenerate}  # fmt: skip
     _run_chain(cfg, date, {k: v for k, v in params.items() if v})
-    summary = state.report_dir(cfg, Snapshot.of(date)) / "summary.json"
-    typer.echo(pipeline.format_summary(json.loads(summary.read_text())))
-    typer.echo(f"summary: {cfg.paths.reports / 'latest' / 'summary.json'}")
+    run = pipeline.read_run_summary(state.report_dir(cfg, Snapshot.of(date)))
+    typer.echo(pipeline.format_run_summary(run))
+    typer.echo(f"run summary: {cfg.paths.reports / 'latest' / pipeline.RUN_SUMMARY_FILE}")
     _warn_paused(cfg)
 
 
@@ -498,13 +559,22 @@ def cutoff_date(profile: Profile = None) -> None:
     typer.echo(pipeline.default_as_of(_config(profile)))
 
 
-@app.command()
-def env(profile: Profile = None) -> None:
-    """Print `export` lines for using the Feast CLI on this profile's state."""
-    from vista.features import feast_environment
+@app.command("feast-repo")
+def feast_repo(profile: Profile = None) -> None:
+    """Write this profile's Feast repo for the plain feast CLI (<state>/feast: its
+    feature_store.yaml and definitions) and print the folder:
+    `feast -c "$(vista feast-repo)" feature-views list`."""
+    from vista.features import write_feast_repo
 
-    for key, value in feast_environment(_config(profile)).items():
-        typer.echo(f"export {key}={value}")
+    typer.echo(write_feast_repo(_config(profile)))
+
+
+@app.command(hidden=True)
+def env(profile: Profile = None) -> None:
+    """Gone: Feast no longer reads the configuration from environment variables."""
+    typer.echo('error: `vista env` is gone: Feast reads this profile\'s configuration from the '
+               'repo `vista feast-repo` writes; use `feast -c "$(vista feast-repo)" ...`', err=True)  # fmt: skip
+    raise typer.Exit(2)
 
 
 @app.command("init-profile")

@@ -1,37 +1,53 @@
 """Feast: apply the feature repo, build point-in-time training sets, materialize, serve.
 
-The repo in ``feature_repo/`` is plain Feast (``feast -c feature_repo apply`` works
-after ``eval "$(vista env)"``); this module points it at the configured state and
-lake folders and calls the same SDK. Its ``feature_store.yaml`` is the embedded default;
-the file Feast actually loads is written to ``<state>/feast/feature_store.yaml`` with the
-profile's online store (SQLite or Redis), and ``FEAST_FS_YAML_FILE_PATH`` names it.
+Configuration reaches Feast as values, never through the environment: ``repo_config``
+builds a ``feast.RepoConfig`` from the typed ``VistaConfig`` (registry and online store
+under ``<state>/feast/``, DuckDB offline store over the lake's Delta tables), and
+``repo_settings`` the ``RepoSettings`` that ``feature_repo.definitions`` turns into the
+Feast objects (table locations, the current summarizer version, K x D, codec, ttl).
+
+The plain ``feast`` CLI reads a folder, so ``write_feast_repo`` writes the same two
+things into ``<state>/feast/``: ``feature_store.yaml`` (the RepoConfig's settings) and
+``vista_feature_repo.py`` (the repo's ``definitions`` called with this profile's values
+written in). ``vista feast-repo`` writes it and prints the folder:
+``feast -c "$(vista feast-repo)" feature-views list``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import importlib
 import os
-import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
 
+from feature_repo.settings import RepoSettings
 from vista.core.config import PROJECT_ROOT, VistaConfig
-from vista.state import current_summarizer
+from vista.core.errors import MissingStateError
+from vista.core.names import CATEGORY_HISTORIES, HISTORY_TAIL
+from vista.state import current_summarizer, summaries_path
 
-FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+FEATURE_REPO = PROJECT_ROOT / "feature_repo"  # the definitions (plain Feast, in Python)
 FEATURE_SERVICE = "ranker_v1"
 EVALUATION_SERVICE = "ranker_evaluation"
 SUMMARY_VIEW = "user_summary"  # on-demand view: the stored codes decoded to float32
 ENCODED_VIEW = "user_summary_encoded"  # the cache's rows as stored
-REPO_MODULES = ("entities", "data_sources", "feature_views", "feature_services")
-FS_YAML_ENV = "FEAST_FS_YAML_FILE_PATH"  # where Feast's SDK and CLI look for the yaml
+CLI_REPO_MODULE = "vista_feature_repo.py"  # the generated definitions file of the CLI repo
+
+
+def feast_dir(cfg: VistaConfig) -> Path:
+    """``<state>/feast``: registry, SQLite online store, and the CLI's generated repo."""
+    return cfg.paths.state / "feast"
 
 
 def online_store_settings(cfg: VistaConfig) -> dict[str, str]:
-    """The ``online_store`` block of feature_store.yaml that this config selects."""
+    """The ``online_store`` block that this config selects (SQLite or Redis).
+
+    A Redis connection string may hold ``${VAR}`` (a password): written as is, Feast
+    expands it from the environment of the process that loads the file."""
     features = cfg.features
     if features.online_store == "redis":
         return {
@@ -39,53 +55,108 @@ def online_store_settings(cfg: VistaConfig) -> dict[str, str]:
             "redis_type": features.redis_type,
             "connection_string": features.redis_connection_string,
         }
-    return {"type": "sqlite", "path": "${VISTA_FEAST_DIR}/online_store.db"}
+    return {"type": "sqlite", "path": str(feast_dir(cfg) / "online_store.db")}
 
 
-def feature_store_yaml(cfg: VistaConfig) -> str:
-    """feature_repo/feature_store.yaml with this config's online store.
-
-    ${VAR}s are left for Feast to expand when it loads the file, so a Redis password
-    given as ${VAR} is read from the environment and never written to disk."""
-    settings = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
-    settings["online_store"] = online_store_settings(cfg)
-    header = (
-        f"# Written by vista.features for profile {cfg.profile!r} from "
-        "feature_repo/feature_store.yaml and features.online_store; edits are overwritten.\n"
-    )
-    return header + yaml.safe_dump(settings, sort_keys=False)
-
-
-def write_feature_store_yaml(cfg: VistaConfig) -> Path:
-    path = cfg.paths.state / "feast" / "feature_store.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # replaced whole, so a concurrent task never loads a half-written file
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(feature_store_yaml(cfg))
-    partial.chmod(0o600)  # a literal Redis password may be in it
-    partial.replace(path)
-    return path
+def feature_store_settings(cfg: VistaConfig) -> dict[str, Any]:
+    """feature_store.yaml's content for this config: local registry, DuckDB offline store
+    over Delta, the chosen online store; absolute paths."""
+    return {
+        "project": "vista",
+        "provider": "local",
+        "registry": str(feast_dir(cfg) / "registry.db"),
+        "offline_store": {"type": "duckdb"},
+        "online_store": online_store_settings(cfg),
+        "entity_key_serialization_version": 3,
+        "auth": {"type": "no_auth"},
+    }
 
 
-def feast_environment(cfg: VistaConfig) -> dict[str, str]:
-    """Environment variables that feature_store.yaml and the repo's sources read;
-    writes the feature_store.yaml they select and creates the registry folder."""
-    fs_yaml = write_feature_store_yaml(cfg)
+def repo_config(cfg: VistaConfig):
+    """The ``feast.RepoConfig`` of this config (what ``feature_store.yaml`` would load to).
+
+    ``${VAR}``s (a Redis password) are expanded here, when the store is opened, as
+    Feast does when it loads the yaml."""
+    from feast.repo_config import RepoConfig
+
+    expanded = yaml.safe_load(os.path.expandvars(yaml.safe_dump(feature_store_settings(cfg))))
+    config = RepoConfig(**expanded)
+    config.repo_path = feast_dir(cfg)
+    return config
+
+
+def repo_settings(cfg: VistaConfig) -> RepoSettings:
+    """The values the repo's definitions take: table locations, the current summarizer
+    version (``none`` before one is trained: the repo still applies), K x D, codec, ttl."""
     try:
         version = current_summarizer(cfg)["version"]
-    except FileNotFoundError:  # nothing trained yet: the repo still applies
+    except MissingStateError:
         version = "none"
-    return {
-        FS_YAML_ENV: str(fs_yaml),
-        "VISTA_FEAST_DIR": str(cfg.paths.state / "feast"),
-        "VISTA_LAKE_DIR": str(cfg.paths.lake),
-        "VISTA_SUMMARY_TOKENS": str(cfg.summarizer.n_seeds),
-        "VISTA_SUMMARY_DIM": str(cfg.summarizer.dim),
-        "VISTA_SUMMARY_CODEC": cfg.features.summary_codec,
-        "VISTA_SUMMARIZER_VERSION": version,
-        "VISTA_FEATURE_TTL_DAYS": str(cfg.features.ttl_days),
-        "FEAST_USAGE": "False",
-    }
+    return RepoSettings(
+        user_summaries=str(summaries_path(cfg, version)),
+        user_history_tail=str(cfg.paths.table(HISTORY_TAIL)),
+        user_category_histories=str(cfg.paths.table(CATEGORY_HISTORIES)),
+        summarizer_version=version,
+        n_tokens=cfg.summarizer.n_seeds,
+        token_dim=cfg.summarizer.dim,
+        codec=cfg.features.summary_codec,
+        ttl_days=cfg.features.ttl_days,
+    )
+
+
+def repo_objects(cfg: VistaConfig) -> list:
+    """The repo's Feast objects for this config, built fresh (entities, sources, views,
+    services)."""
+    from feature_repo.definitions import definitions
+
+    return list(definitions(repo_settings(cfg)).values())
+
+
+def cli_repo_module(cfg: VistaConfig, settings: RepoSettings) -> str:
+    """Source of the generated ``vista_feature_repo.py``: the repo's definitions with this
+    profile's settings written in, one module-level name per object (Feast's CLI collects
+    the Feast objects it finds in a repo's modules)."""
+    from feature_repo.definitions import definitions
+
+    names = list(definitions(settings))
+    fields = "".join(f"    {f.name}={getattr(settings, f.name)!r},\n"
+                     for f in dataclasses.fields(settings))  # fmt: skip
+    return (
+        f'"""Written by vista.features for profile {cfg.profile!r} (`vista feast-repo`); '
+        "edits are overwritten.\n\nThe Feast objects of feature_repo/ with this profile's "
+        'settings, for the plain `feast` CLI."""\n\n'
+        "import sys\n\n"
+        "# the project that wrote this file, so its feature_repo and vista are the ones read\n"
+        f"sys.path.insert(0, {str(PROJECT_ROOT)!r})\n\n"
+        "from feature_repo.definitions import definitions  # noqa: E402\n"
+        "from feature_repo.settings import RepoSettings  # noqa: E402\n\n"
+        f"_objects = definitions(RepoSettings(\n{fields}))\n"
+        + "".join(f"{name} = _objects[{name!r}]\n" for name in names)
+    )
+
+
+def _replace_file(path: Path, text: str, mode: int = 0o644) -> None:
+    # replaced whole, so a concurrent task never loads a half-written file
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    partial.chmod(mode)
+    partial.replace(path)
+
+
+def write_feast_repo(cfg: VistaConfig) -> Path:
+    """Write the Feast repo that the plain ``feast`` CLI reads for this profile into
+    ``<state>/feast/`` and return that folder: ``feature_store.yaml`` (the settings of
+    ``repo_config``, ``${VAR}``s left for Feast to expand) and ``vista_feature_repo.py``."""
+    folder = feast_dir(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# Written by vista.features for profile {cfg.profile!r} from its configuration\n"
+        "# (`vista feast-repo`); edits are overwritten.\n"
+    )
+    text = header + yaml.safe_dump(feature_store_settings(cfg), sort_keys=False)
+    _replace_file(folder / "feature_store.yaml", text, 0o600)  # a literal Redis password
+    _replace_file(folder / CLI_REPO_MODULE, cli_repo_module(cfg, repo_settings(cfg)))
+    return folder
 
 
 def _use_bundled_duckdb_delta() -> None:
@@ -99,40 +170,12 @@ def _use_bundled_duckdb_delta() -> None:
 
 
 def feature_store(cfg: VistaConfig):
-    env = feast_environment(cfg)
-    os.environ.update(env)
+    """A ``feast.FeatureStore`` on this profile's registry, offline and online stores."""
     from feast import FeatureStore
 
+    feast_dir(cfg).mkdir(parents=True, exist_ok=True)
     _use_bundled_duckdb_delta()
-    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=Path(env[FS_YAML_ENV]))
-
-
-def repo_objects(cfg: VistaConfig) -> list:
-    """The repo's Feast objects, imported fresh so they see this config's paths."""
-    os.environ.update(feast_environment(cfg))
-    if str(FEATURE_REPO) not in sys.path:
-        sys.path.insert(0, str(FEATURE_REPO))
-    modules = []
-    for name in REPO_MODULES:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "__file__", "").startswith(str(FEATURE_REPO)):
-            modules.append(importlib.reload(module))
-        else:
-            modules.append(importlib.import_module(name))
-    entities, sources, views, services = modules
-    return [
-        entities.user,
-        entities.category,
-        sources.user_summaries_source,
-        sources.user_history_tail_source,
-        sources.user_category_histories_source,
-        views.user_summary_encoded,
-        views.user_summary,
-        views.user_history_tail,
-        views.user_category_history,
-        services.ranker_v1,
-        services.ranker_evaluation,
-    ]
+    return FeatureStore(repo_path=str(feast_dir(cfg)), config=repo_config(cfg))
 
 
 def stale_objects(store, objects: list) -> list:
@@ -150,10 +193,12 @@ def stale_objects(store, objects: list) -> list:
 
 
 def apply_repo(cfg: VistaConfig):
-    """Register the repo's objects, deleting what the repo no longer defines."""
+    """Register the repo's objects, deleting what the repo no longer defines, and rewrite
+    the CLI's generated repo to match what was registered."""
     store = feature_store(cfg)
     objects = repo_objects(cfg)
     store.apply(objects, objects_to_delete=stale_objects(store, objects), partial=False)
+    write_feast_repo(cfg)
     return store
 
 
@@ -166,6 +211,8 @@ def training_frame(store, entity_df: pd.DataFrame, service: str = FEATURE_SERVIC
 
 
 def materialize(store, end: dt.datetime, start: dt.datetime | None = None) -> None:
+    """Load the online views' rows stamped between ``start`` (default: where the last
+    materialization ended) and ``end`` into the online store, the newest per user."""
     if start is None:
         store.materialize_incremental(end_date=end)
     else:

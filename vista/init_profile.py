@@ -553,7 +553,7 @@ class InitResult:
             + (f" ({c['quarantined_by_reason']})" if c["quarantined"] else "")
         )
         out.append(f"wrote {self.out} (profile {self.profile!r}): review it, then "
-                   f"`vista generate -p {self.out}` ingests the file and `vista run -p "
+                   f"`vista ingest-events -p {self.out}` ingests the file and `vista run -p "
                    f"{self.out}` runs the pipeline")  # fmt: skip
         return out
 

@@ -14,6 +14,9 @@ produces (Airflow 3 asset-aware scheduling):
     vista_features   -> asset vista_features    (Feast registry + online store)
     vista_ranker     (training set check, ranker_v1, optional evaluation, run summary)
 
+Each task has the name of the step it runs (``vista.pipeline.STEPS``), which is also
+the name of its ``vista`` command (with dashes) and its key in the run summary.
+
 The snapshot date (``as_of``) travels in each asset event's ``extra``; an asset-
 triggered run has no logical date of its own.
 """

@@ -78,33 +78,54 @@ def _spark(cfg: VistaConfig):
 
 
 # ---------------------------------------------------------------- the run's steps
-# pipeline step -> its key in summary.json, in run order
-STEP_KEYS = {
-    "generate_data": "data",
-    "validate_events": "events_quality",
-    "build_histories": "histories",
-    "validate_histories": "histories_quality",
-    "build_raw_features": "raw_features",
-    "train_summarizer": "summarizer",
-    "summarize": "summaries",
-    "validate_summaries": "summaries_quality",
-    "publish_features": "features",
-    "train_and_evaluate_ranker": "ranker",
-    "evaluate_and_report": "evaluation",
+# One name per stage: the step here, its DAG task, its `vista` command (with dashes) and
+# its key in the run summary (reports/<as_of>/run.json) are the same word.
+# The steps `vista run` runs, in order, before write_run_summary gathers their results.
+RUN_STEPS = (
+    "ingest_events",
+    "validate_events",
+    "build_histories",
+    "validate_histories",
+    "build_raw_features",
+    "train_summarizer",
+    "summarize",
+    "validate_summaries",
+    "publish_features",
+    "train_and_evaluate_ranker",
+    "evaluate_and_report",
+)
+RUN_SUMMARY_FILE = "run.json"  # the run's record; "summary" alone means summary tokens
+# what runs before these names recorded: the step keys and the run summary's old file
+OLD_STEP_KEYS = {
+    "data": "ingest_events",
+    "events_quality": "validate_events",
+    "histories": "build_histories",
+    "histories_quality": "validate_histories",
+    "raw_features": "build_raw_features",
+    "summarizer": "train_summarizer",
+    "summaries": "summarize",
+    "summaries_quality": "validate_summaries",
+    "features": "publish_features",
+    "ranker": "train_and_evaluate_ranker",
+    "evaluation": "evaluate_and_report",
 }
+OLD_RUN_SUMMARY_FILE = "summary.json"
 
 
 def record_step(cfg: VistaConfig, as_of: Snapshot, step: str, result: dict) -> Path:
-    """reports/<as_of>/steps/<key>.json: what each step of the date's run returned, so
+    """reports/<as_of>/steps/<step>.json: what each step of the date's run returned, so
     the run summary can be written by whichever DAG finishes the chain."""
-    return write_json(report_dir(cfg, as_of) / "steps" / f"{STEP_KEYS.get(step, step)}.json",
-                       result)  # fmt: skip
+    return write_json(report_dir(cfg, as_of) / "steps" / f"{step}.json", result)
 
 
 def recorded_steps(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
+    """Step name -> its recorded result for the date, in run order (files written under
+    the old keys, e.g. ``steps/data.json``, are read under their step's name)."""
     folder = report_dir(cfg, as_of) / "steps"
-    rank = {key: i for i, key in enumerate(STEP_KEYS.values())}
-    found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    rank = {step: i for i, step in enumerate(RUN_STEPS)}
+    found: dict[str, Any] = {}
+    for path in sorted(folder.glob("*.json"), key=lambda p: p.stem in OLD_STEP_KEYS):
+        found.setdefault(OLD_STEP_KEYS.get(path.stem, path.stem), json.loads(path.read_text()))
     return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
@@ -116,11 +137,18 @@ def _data_is_current(cfg: VistaConfig, fingerprint: str) -> bool:
     return lake.open_table(impressions_path).history(1)[0].get(GENERATOR_META_KEY) == fingerprint
 
 
-def generate_data(
+def ingest_events(
     cfg: VistaConfig, as_of: Snapshot | None = None, force: bool = False
 ) -> dict[str, Any]:
     """Write the ``events`` and ``impressions`` tables: synthetic (unless tables made
-    from the same settings are already there), or ingested from the profile's source."""
+    from the same settings are already there), or ingested from the profile's source.
+
+    Schemas (``sources.synthetic``): ``events`` user_id, item_id, category (int64),
+    event_type (str), event_timestamp (UTC, us), event_date (str, the partition);
+    ``impressions`` impression_id, user_id, item_id, category (int64), event_timestamp,
+    label (int8 0/1), the oracle's click probabilities (float64, NaN where unknown),
+    impression_date (the partition). ``force`` rewrites the synthetic tables, or
+    re-ingests every source file from scratch."""
     if cfg.source is not None:
         return ingest_source(cfg, as_of or Snapshot.of(default_as_of(cfg)), force)
     from sources.synthetic import EVENTS_SCHEMA, generate
@@ -317,7 +345,7 @@ def ingest_files(
         raise SourceError(
             f"source.split=per_user: {len(pending)} new file(s) (first: {pending[0]}) arrived "
             f"after {len(readable) - len(pending)} were ingested; a per-user split needs every "
-            "file at once: re-ingest all with --force (vista generate --force, or the DAG "
+            "file at once: re-ingest all with --force (vista ingest-events --force, or the DAG "
             "param regenerate)"
             + ("; a replay cannot be added to a per-user split" if replay else "")
         )
@@ -950,7 +978,14 @@ def train_and_evaluate_ranker(
     cfg: VistaConfig, as_of: Snapshot, progress: bool = True
 ) -> dict[str, Any]:
     """ranker_v1 (the VISTA ranker on the summary tokens alone), trained on the training
-    days and evaluated on the later ``eval_days``; ``vista report`` compares baselines."""
+    days and evaluated on the later ``eval_days``; ``vista evaluate-and-report`` compares
+    baselines.
+
+    Reads ``training_set`` frames, one row per impression: its columns (impression_id,
+    user_id, item_id, category, event_timestamp, label, the oracle's probabilities) and
+    ranker_v1's features (``summary``: K*D float32 token-major, or None; history_length,
+    is_empty_history, summarizer_version), plus ``cold_start``. Writes the artifact and
+    ``current.json`` under ``<state>/models/ranker/`` (``save_ranker_artifact``)."""
     from models.evaluation import ranking_metrics
     from models.ranker import score, train_ranker
 
@@ -1030,14 +1065,16 @@ def evaluate_and_report(cfg: VistaConfig, as_of: Snapshot, progress: bool = True
             "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
 
 
-# ---------------------------------------------------------------- 7. report
-def write_summary(
+# ---------------------------------------------------------------- 7. the run's record
+def write_run_summary(
     cfg: VistaConfig, as_of: Snapshot, steps: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """reports/<as_of>/summary.json (every step recorded for the date, plus ``steps``),
-    copied to reports/latest/summary.json."""
+    """reports/<as_of>/run.json, copied to reports/latest/run.json: the date's headline
+    figures, every step recorded for it (plus ``steps``) by step name, and the config.
+
+    Returns ``{"path": <the date's run.json>}``."""
     steps = {**recorded_steps(cfg, as_of), **(steps or {})}
-    ranker = steps.get("ranker", {})
+    ranker = steps.get("train_and_evaluate_ranker", {})
     metrics = ranker.get("metrics", {})
     payload = {
         "as_of": as_of.iso,
@@ -1047,24 +1084,45 @@ def write_summary(
             "ranker_auc": metrics.get("ranker_v1", {}).get("auc"),
             "ranker_log_loss": metrics.get("ranker_v1", {}).get("log_loss"),
             "oracle_auc": metrics.get("oracle", {}).get("auc"),
-            "summarizer_version": steps.get("summaries", {}).get("summarizer_version"),
+            "summarizer_version": steps.get("summarize", {}).get("summarizer_version"),
             "evaluation_auc": {
                 name: by_bucket.get("all")
-                for name, by_bucket in steps.get("evaluation", {}).get("auc_by_bucket", {}).items()
+                for name, by_bucket in steps.get("evaluate_and_report", {})
+                .get("auc_by_bucket", {})
+                .items()
             },
         },
         "steps": steps,
         "data_docs": str(report_dir(cfg, as_of) / "data_docs" / "index.html"),
         "config": cfg.to_dict(),
     }
-    path = write_json(report_dir(cfg, as_of) / "summary.json", payload)
+    path = write_json(report_dir(cfg, as_of) / RUN_SUMMARY_FILE, payload)
     latest = cfg.paths.reports / "latest"
     latest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, latest / "summary.json")
+    shutil.copyfile(path, latest / RUN_SUMMARY_FILE)
+    # latest/ holds one run: an older copy under the old name would be stale
+    (latest / OLD_RUN_SUMMARY_FILE).unlink(missing_ok=True)
     return {"path": str(path)}
 
 
-def format_summary(payload: dict[str, Any]) -> str:
+def read_run_summary(folder: Path) -> dict[str, Any]:
+    """The run summary in ``folder`` (reports/<as_of> or reports/latest): run.json, or
+    the summary.json of a run before that name, its step keys renamed to step names."""
+    path = folder / RUN_SUMMARY_FILE
+    if not path.exists() and (folder / OLD_RUN_SUMMARY_FILE).exists():
+        path = folder / OLD_RUN_SUMMARY_FILE
+    if not path.exists():
+        raise MissingStateError(
+            f"no run summary at {folder / RUN_SUMMARY_FILE}: run `vista run`, `vista "
+            "write-run-summary` or the DAG chain for that date first"
+        )
+    payload = json.loads(path.read_text())
+    payload["steps"] = {OLD_STEP_KEYS.get(k, k): v for k, v in payload.get("steps", {}).items()}
+    return payload
+
+
+def format_run_summary(payload: dict[str, Any]) -> str:
+    """A few lines for the terminal from a run summary (``read_run_summary``)."""
     head = payload["headline"]
     steps = payload["steps"]
 
@@ -1073,14 +1131,14 @@ def format_summary(payload: dict[str, Any]) -> str:
 
     lines = [
         f"VISTA pipeline, as_of {payload['as_of']} (profile {payload['profile']})",
-        f"  histories : {steps.get('histories', {}).get('users', '?')} users, "
-        f"{steps.get('histories', {}).get('events', '?')} events",
+        f"  histories : {steps.get('build_histories', {}).get('users', '?')} users, "
+        f"{steps.get('build_histories', {}).get('events', '?')} events",
         f"  summarizer: {head['summarizer_version']}",
         f"  ranker AUC: {fmt(head['ranker_auc'])}  log loss {fmt(head['ranker_log_loss'])}"
         f"  (oracle AUC {fmt(head['oracle_auc'])})",
         f"  data docs : {payload['data_docs']}",
     ]
-    evaluation = steps.get("evaluation", {})
+    evaluation = steps.get("evaluate_and_report", {})
     if evaluation.get("files"):
         aucs = ", ".join(f"{k} {fmt(v)}" for k, v in head.get("evaluation_auc", {}).items())
         lines += [f"  evaluation: AUC {aucs}", f"  report    : {evaluation['files']['report']}"]
@@ -1091,7 +1149,7 @@ def format_summary(payload: dict[str, Any]) -> str:
 # every step by name: the DAG tasks (vista.orchestration.run_step), the CLI and the tests
 # reach a step through this table, which an editor or a type checker can follow
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
-    "generate_data": generate_data,
+    "ingest_events": ingest_events,
     "validate_events": validate_events,
     "build_histories": build_histories,
     "validate_histories": validate_histories,
@@ -1102,5 +1160,5 @@ STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "publish_features": publish_features,
     "train_and_evaluate_ranker": train_and_evaluate_ranker,
     "evaluate_and_report": evaluate_and_report,
-    "write_summary": write_summary,
+    "write_run_summary": write_run_summary,
 }

@@ -34,7 +34,7 @@ def rows(cfg: VistaConfig, **filters: str | None) -> pd.DataFrame:
     path = cfg.paths.table(names.QUARANTINE)
     if not lake.table_exists(path):
         raise QuarantineError(f"no quarantine table at {path}: nothing was ingested from a "
-                              "source yet (vista generate with a source profile)")  # fmt: skip
+                              "source yet (vista ingest-events with a source profile)")  # fmt: skip
     frame = lake.read_arrow(path).to_pandas()
     for name, value in filters.items():
         if name not in FILTERS:

@@ -40,8 +40,8 @@ def current_ranker(cfg: VistaConfig) -> dict[str, Any]:
     pointer = ranker_dir(cfg) / "current.json"
     if not pointer.exists():
         raise MissingStateError(
-            f"no trained ranker at {pointer}: run `vista train-ranker` (or the vista_ranker "
-            "DAG, or `vista run`) first"
+            f"no trained ranker at {pointer}: run `vista train-and-evaluate-ranker` (or the "
+            "vista_ranker DAG, or `vista run`) first"
         )
     return json.loads(pointer.read_text())
 

@@ -343,7 +343,7 @@ class RankerConfig(_Section):
     # than a year of them (vista/state.py windows_problem says how many a data set allows)
     eval_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 1
     seed: Annotated[int, Field(ge=0)] = 0
-    # the evaluation (`vista report`): which rankers, each trained with this many seeds
+    # the evaluation (`vista evaluate-and-report`): which rankers, each trained with this many seeds
     variants: list[Literal["vista", "din_last100", "sim_category", "full_attention", "blind"]] = [
         "blind",
         "vista",
@@ -393,7 +393,7 @@ class TargetConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    """How model comparisons are tested (`vista report`, `vista ablate`): a paired
+    """How model comparisons are tested (`vista evaluate-and-report`, `vista ablate`): a paired
     bootstrap over users, whose percentile interval decides "beats" and "trails"."""
 
     # draws of the users with replacement: more give steadier interval ends, at a cost

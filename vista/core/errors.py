@@ -33,10 +33,10 @@ class SettingError(ExpectedError, ValueError):
 
 # the command that writes each table a step may find missing
 TABLE_COMMANDS = {
-    names.EVENTS: "`vista generate` (synthetic data, or the profile's source)",
-    names.IMPRESSIONS: "`vista generate` (synthetic data, or the profile's source)",
-    names.QUARANTINE: "`vista generate` on a profile with a source",
-    names.HISTORIES: "`vista histories`",
+    names.EVENTS: "`vista ingest-events` (synthetic data, or the profile's source)",
+    names.IMPRESSIONS: "`vista ingest-events` (synthetic data, or the profile's source)",
+    names.QUARANTINE: "`vista ingest-events` on a profile with a source",
+    names.HISTORIES: "`vista build-histories`",
     names.HISTORY_TAIL: "`vista run` (its build_raw_features step)",
     names.CATEGORY_HISTORIES: "`vista run` (its build_raw_features step)",
     names.SUMMARIES: "`vista summarize`",
@@ -76,13 +76,15 @@ KNOWN: dict[str, Callable[[str], str | None]] = {
     "pydantic_core._pydantic_core.ValidationError": lambda m: CONFIG_FIX,
     "sources.ingest.SourceError": _unless("source.", SOURCE_FIX),
     "validation.checkpoints.DataQualityError": lambda m: (
-        "correct those rows where they come from (the profile's source, or `vista generate "
+        "correct those rows where they come from (the profile's source, or `vista ingest-events "
         "--force` for synthetic data), then rerun the step"
     ),
     "vista.core.lake.TableNotFoundError": _table_fix,
     "vista.core.lake.ObjectStoreError": lambda m: None,
     "models.ranker.TrainingSetError": _unless(
-        "`vista", "rebuild the training set's inputs: `vista features`, then `vista train-ranker`"
+        "`vista",
+        "rebuild the training set's inputs: `vista publish-features`, then "
+        "`vista train-and-evaluate-ranker`",
     ),
     "models.summarizer.CheckpointMismatchError": _unless(
         "--retrain", "restore those summarizer.* settings, or `vista train-summarizer --retrain`"
