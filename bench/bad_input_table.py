@@ -51,7 +51,7 @@ def reasons(case: BadFile) -> str:
 def ingest_section(cases: list[BadFile]) -> list[str]:
     lines = [
         "",
-        "## Ingest (`vista generate` with a source)",
+        "## Ingest (`vista ingest-events` with a source)",
         "",
         f"{len(cases)} classes, each ingested through the real pipeline (Delta tables) by "
         "`tests/test_ingest_bad_files.py::",

@@ -39,14 +39,14 @@ SUITES = {
 USERS = {
     "data-engineer": [
         ("readme", "runs this section's commands as written on the tiny profile (`vista "
-         "generate` set by environment, the quarantine block) and checks the others "
+         "ingest-events` set by environment, the quarantine block) and checks the others "
          "against `vista --help`, `make -n` and the tests it names"),
         ("browser", "walks the Airflow UI in Chromium, the pipeline run twice"),
     ],
     "ranking-modeler": [
         ("readme", "runs the Feast SDK snippet on the tiny pipeline's features, `vista "
-         "init-profile`, `generate -p` and `run -p` on a small click log, the feast CLI "
-         "through `vista env`, and `vista online`"),
+         "init-profile`, `ingest-events -p` and `run -p` on a small click log, the feast CLI "
+         "on `vista feast-repo`'s repo, and `vista online`"),
     ],
     "service-owner": [
         ("readme", "starts `vista serve` on the tiny pipeline and runs the curl line"),

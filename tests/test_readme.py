@@ -7,10 +7,10 @@ ones a test can afford are run as written, on the tiny profile, in temp folders.
   conf/. Every `make` command: its targets are in `make help`, `make -n` prints the
   recipe, variables set on the line reach it. The bench scripts: each option and value
   shown is in the script's `--help`.
-- Run for real (quick): `vista init-profile` / `generate -p` on a small events file,
+- Run for real (quick): `vista init-profile` / `ingest-events -p` on a small events file,
   the quarantine block on the profile it wrote, `VISTA__GENERATOR__N_USERS=5000 vista
-  generate --force` on the tiny profile. Slow: `vista run -p` on that file; on the
-  tiny pipeline (conftest's ``pipeline_run``) the Feast SDK snippet, `vista env` + the
+  ingest-events --force` on the tiny profile. Slow: `vista run -p` on that file; on the
+  tiny pipeline (conftest's ``pipeline_run``) the Feast SDK snippet, `vista feast-repo` + the
   feast CLI, `vista online`, `vista serve` + the curl line; the airflow and feast
   commands against their own `--help`.
 - Every `vista` subcommand and `make` target the README shows is run here or names the
@@ -73,28 +73,29 @@ PROGRAMS = {"vista", "make", "python", "curl", "airflow", "feast", "eval", "cd"}
 HERE_OWN_DATA = "tests/test_readme.py::test_own_data_and_quarantine_blocks_run_as_written"
 HERE_RUN = "tests/test_readme.py::test_vista_run_on_own_data_runs_as_written"
 HERE_TINY = "tests/test_readme.py::test_feast_sdk_online_and_serving_run_on_the_tiny_pipeline"
-HERE_ENV = "tests/test_readme.py::test_a_config_field_set_by_environment_reaches_generate"
+HERE_ENV = "tests/test_readme.py::test_a_config_field_set_by_environment_reaches_ingest_events"
 BROWSER = ("tests/test_browser.py::"
            "test_a_data_engineer_and_a_service_owner_walk_their_pages_in_a_browser")  # fmt: skip
 VISTA_RUN_BY = {
     "init-profile": HERE_OWN_DATA,
-    "generate": HERE_ENV,
+    "ingest-events": HERE_ENV,
     "quarantine": HERE_OWN_DATA,
     "run": HERE_RUN,
-    "histories": HERE_RUN,
+    "validate-events": HERE_RUN,
+    "build-histories": HERE_RUN,
     "train-summarizer": HERE_RUN,
     "summarize": HERE_RUN,
     "validate": HERE_RUN,
-    "features": HERE_RUN,
-    "train-ranker": HERE_RUN,
-    "env": HERE_TINY,
+    "publish-features": HERE_RUN,
+    "train-and-evaluate-ranker": HERE_RUN,
+    "evaluate-and-report": HERE_RUN,
+    "feast-repo": HERE_TINY,
     "online": HERE_TINY,
     "serve": HERE_TINY,
     "dag-test": "tests/test_dag.py::test_dag_runs_end_to_end_on_tiny_data",
     "backfill": "tests/test_dag.py::test_backfill_runs_the_chain_for_each_date_oldest_first",
     "airflow-ui": BROWSER,
     "unpause": BROWSER,
-    "report": "tests/test_report.py::test_report_compares_every_variant_on_the_feast_evaluation_set",
     "ablate": "tests/test_ablations.py::test_ablation_arms_are_isolated_and_differ_where_they_should",
     "probe": "tests/test_probes.py::test_probe_cli_on_the_tiny_pipeline_writes_the_report",
     "spark-cluster": "tests/test_spark_cluster.py::test_cluster_runs_the_jobs_like_local_mode",
@@ -233,9 +234,9 @@ MAKE_FILES = (".venv/bin/python", ".venv/.installed")
 def own_recipe(target: str) -> list[str]:
     """The command lines `make -n TARGET` prints for the target itself: the other listed
     targets and the venv held as done (-o); a target that is all prerequisites
-    (install) prints theirs."""
+    (install) prints theirs, as if out of date (-B: a fresh venv prints nothing else)."""
     held = [arg for t in (*make_targets(), *MAKE_FILES) if t != target for arg in ("-o", t)]
-    for args in ((*held, target), (target,)):
+    for args in ((*held, target), ("-B", target)):
         printed = make_dry_run(args).stdout.splitlines()
         if printed := [line for line in printed if not line.startswith("make:")]:
             return printed
@@ -571,17 +572,17 @@ def test_each_user_section_quotes_its_tests_wall_times_from_the_results():
 
 # ------------------------------------------------------------------ run as written
 def test_own_data_and_quarantine_blocks_run_as_written(tmp_path):
-    """`vista init-profile` and `vista generate -p` on a small click log, then the
+    """`vista init-profile` and `vista ingest-events -p` on a small click log, then the
     quarantine block on the profile it wrote (`vista run -p` is the slow test's)."""
     home = tmp_path
-    (_, made), (generate, ingested) = own_data(home, skip=(".venv/bin/vista run",))
+    (_, made), (ingest, ingested) = own_data(home, skip=(".venv/bin/vista run",))
     assert "wrote" in made.stdout
     profile = home / "data" / "clicks.yaml"
     assert yaml.safe_load(profile.read_text())["source"]["columns"]["user_id"] == "UserId"
     result = json.loads(ingested.stdout)
     assert (result["events"], result["quarantined_by_reason"]) == (800, {"id_not_integer": 1})
     # where the README's comment says the lake is
-    lake_dir = re.search(r"into (\S+)", generate.comment)[1]
+    lake_dir = re.search(r"into (\S+)", ingest.comment)[1]
     assert (Path(substitute(lake_dir, substitutions(home=home))) / "events").is_dir()
 
     env = child_env(VISTA_PROFILE=str(profile))
@@ -607,10 +608,10 @@ def test_own_data_and_quarantine_blocks_run_as_written(tmp_path):
     assert json.loads(again.stdout)["generated"] is False
 
 
-def test_a_config_field_set_by_environment_reaches_generate(tmp_path):
-    """`VISTA__GENERATOR__N_USERS=5000 vista generate --force` on the tiny profile."""
+def test_a_config_field_set_by_environment_reaches_ingest_events(tmp_path):
+    """`VISTA__GENERATOR__N_USERS=5000 vista ingest-events --force` on the tiny profile."""
     command = next(c for c in fenced(readme(), ".venv/bin/vista dag-test")
-                   if "vista generate" in c.text)  # fmt: skip
+                   if "vista ingest-events" in c.text)  # fmt: skip
     paths = {f"VISTA__PATHS__{k}": str(tmp_path / k.lower()) for k in ("STATE", "LAKE", "REPORTS")}
     env = child_env(VISTA_PROFILE="tiny", **paths)
     first = json.loads(sh(substitute(command.text, substitutions()), env).stdout)
@@ -622,16 +623,16 @@ def test_a_config_field_set_by_environment_reaches_generate(tmp_path):
 # ------------------------------------------------------------------ slow: pipelines
 @pytest.mark.slow
 def test_vista_run_on_own_data_runs_as_written(tmp_path):
-    """The own-data block whole: init-profile, generate -p, run -p (the tiny profile's
+    """The own-data block whole: init-profile, ingest-events -p, run -p (the tiny profile's
     model sizes through VISTA__ variables; the commands as written)."""
     done = own_data(tmp_path)
-    assert [c.text.split()[1] for c, _ in done] == ["init-profile", "generate", "run"]
+    assert [c.text.split()[1] for c, _ in done] == ["init-profile", "ingest-events", "run"]
     ran = done[-1][1]
     assert "VISTA pipeline, as_of" in ran.stdout
     profile = yaml.safe_load((tmp_path / "data" / "clicks.yaml").read_text())
     folder = tmp_path / "data" / "reports" / "clicks" / str(profile["source"]["cutoff_date"])
     assert (folder / "report.md").is_file()
-    summary = json.loads((folder / "summary.json").read_text())
+    summary = json.loads((folder / "run.json").read_text())
     assert 0 <= summary["headline"]["ranker_auc"] <= 1
 
 
@@ -658,7 +659,7 @@ def test_feast_sdk_online_and_serving_run_on_the_tiny_pipeline(pipeline_run, tmp
     assert len(online["summary"][0]) == k_by_d
     assert online["summarizer_version"] == [train["summarizer_version"].iloc[0]]
 
-    # the plain feast CLI through `vista env`, and `vista online`
+    # the plain feast CLI on the repo `vista feast-repo` writes, and `vista online`
     line = substitute(span_with(text, "feast feature-views list"), substitutions())
     assert "user_summary_encoded" in sh(line, env).stdout
     line = substitute(span_with(text, ".venv/bin/vista online"), substitutions())
@@ -699,7 +700,9 @@ def help_walk(argv: list[str], env: dict[str, str], cwd: Path) -> list[str]:
     program is a listed command while the help lists commands; each option shown is in
     the deepest command's help."""
     path, problems = [argv[0]], []
-    words = [w for w in argv[1:] if not w.startswith("-")]
+    # an option's value (`-c "$(vista feast-repo)"`) is not a command word
+    words = [w for i, w in enumerate(argv[1:], 1)
+             if not w.startswith("-") and not (argv[i - 1].startswith("-") and "$(" in w)]  # fmt: skip
     flags = options(argv)
     for word in words:
         if word == "...":
