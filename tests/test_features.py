@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from vista import features, pipeline, state, summary_codec
-from vista.core import lake
+from vista import features, pipeline, state
+from vista.core import lake, summary_codec
 
 
 def test_registry_holds_entity_views_and_service(pipeline_run):
