@@ -1,4 +1,5 @@
-# Everything a newcomer needs: `make run` (install + main DAG), `make test` (install + tests).
+# Everything a newcomer needs: `make run` (install + main DAG), `make test` (install + tests),
+# `make test-quick` (the edit loop: unit tests, no Spark, no end-to-end runs).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -18,7 +19,7 @@ export FEAST_USAGE := False
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run run-movielens report report-counts report-movielens report-movielens-per-user report-repeat ablate probe test lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres chromium airflow-postgres airflow-postgres-stop clean clean-state lock
+.PHONY: help install run run-movielens report report-counts report-movielens report-movielens-per-user report-repeat ablate probe test test-quick lint format data movielens dag-test airflow-ui serve spark-cluster spark-cluster-stop run-cluster redis postgres chromium airflow-postgres airflow-postgres-stop clean clean-state lock
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{gsub(/\$$\$$/, "$$", $$2); printf "  make %-25s %s\n", $$1, $$2}'
@@ -135,6 +136,9 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 
 test: install redis postgres chromium lint ## Install (plus Debian's redis-server, PostgreSQL and chromium when missing), lint, then the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-quick: install ## The edit loop, < 3 min: unit tests and in-process checks (-m "not slow and not integration"), no lint
+	$(BIN)/pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
 lock: $(STAMP) ## Rewrite requirements/constraints.txt from the venv
 	(echo "# Full lock of the venv (pip freeze), used as pip constraints by the Makefile. Regenerate: make lock"; \

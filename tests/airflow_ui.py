@@ -1,21 +1,22 @@
 """Driving a real Airflow that `vista airflow-ui` started (scheduler, DAG processor,
-triggerer, API server): the REST calls, the chain's runs, and stopping the process tree.
-Used by tests/test_browser.py (SQLite) and tests/test_airflow_postgres.py (PostgreSQL)."""
+triggerer, API server): the REST calls, its log, its metadata in PostgreSQL, and stopping
+the process tree. Used by tests/test_browser.py (the chain on PostgreSQL, from the UI),
+tests/test_dag.py and tests/test_airflow_postgres.py."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from vista import orchestration
-
-PASSWORD = "a-test-password"
 
 
 def call(url: str, token: str | None = None, body: dict | None = None, method: str = "GET"):
@@ -28,9 +29,7 @@ def call(url: str, token: str | None = None, body: dict | None = None, method: s
         return json.loads(response.read())
 
 
-def wait_for_token(
-    base: str, process: subprocess.Popen, seconds: int = 240, password: str = PASSWORD
-) -> str:
+def wait_for_token(base: str, process: subprocess.Popen, password: str, seconds: int = 240) -> str:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert process.poll() is None, "vista airflow-ui exited"
@@ -43,34 +42,52 @@ def wait_for_token(
     raise AssertionError(f"the API server did not answer within {seconds} s")
 
 
-def runs(base: str, token: str, dag_id: str) -> list[dict]:
-    return call(f"{base}/api/v2/dags/{dag_id}/dagRuns", token)["dag_runs"]
-
-
-def trigger_chain_and_wait(base: str, process: subprocess.Popen, as_of: str) -> str:
-    """Once the DAG processor has registered the five DAGs, trigger vista_ingest for
-    ``as_of`` through the REST API and wait until the last DAG of the chain succeeded
-    (fails at the first failed run); returns the API token."""
-    token = wait_for_token(base, process)
-    for _ in range(60):
-        listed = {d["dag_id"] for d in call(f"{base}/api/v2/dags?limit=100", token)["dags"]}
-        if set(orchestration.CHAIN) <= listed:
-            break
-        time.sleep(3)
-    call(f"{base}/api/v2/dags/vista_ingest/dagRuns", token, method="POST",
-         body={"logical_date": f"{as_of}T00:00:00Z", "conf": {"profile": "tiny"}})  # fmt: skip
-    deadline = time.monotonic() + 900
+def wait_for_text(path: Path, pattern: str, process: subprocess.Popen, seconds: int = 120):
+    """The first match of ``pattern`` in the log ``process`` writes to ``path``."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        last = runs(base, token, orchestration.CHAIN[-1])
-        failed = [(d, r["state"]) for d in orchestration.CHAIN
-                  for r in runs(base, token, d) if r["state"] == "failed"]  # fmt: skip
-        assert not failed, failed
-        if last and last[0]["state"] == "success":
-            return token
-        time.sleep(5)
-    raise AssertionError(
-        f"the chain did not finish in 900 s: {runs(base, token, orchestration.CHAIN[-1])}"
-    )
+        if found := re.search(pattern, path.read_text()):
+            return found
+        assert process.poll() is None, path.read_text()[-3000:]
+        time.sleep(1)
+    raise AssertionError(f"no {pattern!r} in {path} after {seconds} s")
+
+
+def wait_for_dags(base: str, token: str, seconds: int = 180) -> dict[str, bool]:
+    """dag_id -> is_paused of the chain's DAGs, once the DAG processor registered all five."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        listed = {d["dag_id"]: d["is_paused"]
+                  for d in call(f"{base}/api/v2/dags?limit=100", token)["dags"]}  # fmt: skip
+        if set(orchestration.CHAIN) <= set(listed):
+            return listed
+        time.sleep(3)
+    raise AssertionError(f"the DAGs were not registered within {seconds} s: {listed}")
+
+
+def profile_url(port: int) -> str:
+    """conf/airflow-postgres.yaml's metadata URL (user, password, database), on ``port``."""
+    from sqlalchemy.engine import make_url
+
+    from vista.core.config import load_config
+
+    url = make_url(load_config("airflow-postgres", environ={}).airflow.sql_alchemy_conn)
+    return url.set(port=port).render_as_string(hide_password=False)
+
+
+def metadata(server, query: str) -> list[tuple]:
+    """``query``'s rows from a local PostgreSQL (devservers.postgres_local.Server), read
+    without Airflow in between."""
+    import psycopg2
+
+    connection = psycopg2.connect(host="127.0.0.1", port=server.port, user=server.user,
+                                  password=server.password, dbname=server.database)  # fmt: skip
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(query)
+            return cursor.fetchall()
+    finally:
+        connection.close()
 
 
 def stop_tree(process: subprocess.Popen) -> None:

@@ -1,5 +1,11 @@
 """Shared fixtures: a tiny profile rooted in a temp folder, one SparkSession, and
-one in-process run of the pipeline that several test modules read."""
+one in-process run of the pipeline that several test modules read.
+
+Markers (pyproject.toml): `slow` marks the end-to-end paths; `integration` marks the
+heavy ones that are not end to end, and every test that uses the ``spark``,
+``pipeline_run`` or ``s3`` fixture (directly or through another fixture) gets it here,
+so that `make test-quick` (``-m "not slow and not integration"``) starts no JVM, no
+local S3, Redis or PostgreSQL server and no browser."""
 
 from __future__ import annotations
 
@@ -11,6 +17,17 @@ from vista.core.snapshot import Snapshot
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("FEAST_USAGE", "False")
+
+
+# a test whose fixtures include one of these (directly or not) is an integration test:
+# a SparkSession, the tiny pipeline run, the local S3 server (tests/test_object_storage.py)
+HEAVY_FIXTURES = {"spark", "pipeline_run", "s3"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 def tiny_config(root, **overrides):

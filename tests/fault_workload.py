@@ -3,6 +3,9 @@ summaries, in a process of its own.
 
     python -m tests.fault_workload <root> <as_of>
 
+It prints one JSON line as each step starts (``{"started": step}``) and one as it ends
+(``{"step": step, ...}``), so a test can kill it inside a chosen step.
+
 ``<root>`` holds a tiny profile's state and lake (``prepare_root``): per-day landing
 folders of events files and a frozen summarizer, so each run does real Spark, Delta and
 PyTorch work for one date.
@@ -67,6 +70,7 @@ def run(root: Path, as_of: str) -> None:
     cfg = workload_config(root)
     day = Snapshot.of(as_of)
     for step in STEPS:
+        print(json.dumps({"started": step}), flush=True)
         result = pipeline.STEPS[step](cfg, day)
         print(json.dumps({"step": step, "at": dt.datetime.now(dt.UTC).isoformat(),
                           "unchanged": bool(result.get("unchanged"))}), flush=True)  # fmt: skip

@@ -28,6 +28,7 @@ def listeners(path: Path) -> dict[tuple[str, str], str]:
     return {(s, k): parser.get(s, k) for s, k in airflow_runner.LISTENERS}
 
 
+@pytest.mark.integration
 def test_the_generated_airflow_cfg_listens_on_loopback_then_as_configured(tmp_path):
     cfg = tiny_config(tmp_path)
     airflow_runner.ensure_airflow_db(cfg)  # the real `airflow db migrate` writes the file

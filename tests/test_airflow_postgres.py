@@ -1,53 +1,18 @@
-"""Airflow on PostgreSQL with the LocalExecutor (conf/airflow-postgres.yaml): a real
-PostgreSQL from Debian's binaries, `airflow db migrate` against it, and a real scheduler
-running the whole DAG chain from one trigger, its metadata read back from PostgreSQL."""
+"""Airflow on PostgreSQL with the LocalExecutor (conf/airflow-postgres.yaml): the profile,
+its URL and the Helm values. The real thing (a PostgreSQL from Debian's binaries, `airflow
+db migrate` against it, a scheduler with the LocalExecutor running the whole chain from
+one trigger, its metadata read back from PostgreSQL) is tests/test_browser.py's run."""
 
 from __future__ import annotations
-
-import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
 
-from devservers.ports import free_port
-from devservers.postgres_local import Server, local_postgres
-from tests.airflow_ui import PASSWORD, stop_tree, trigger_chain_and_wait
+from devservers.postgres_local import Server
+from tests.airflow_ui import profile_url
 from tests.conftest import tiny_config
-from tests.sockets import LOOPBACK, addresses
-from vista import airflow_runner, orchestration, pipeline
+from vista import airflow_runner
 from vista.core.config import PROJECT_ROOT, ConfigError, load_config
-
-
-def profile_url(port: int) -> str:
-    """The profile's own URL (user, password, database), on a port free for this test."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(load_config("airflow-postgres", environ={}).airflow.sql_alchemy_conn)
-    return url.set(port=port).render_as_string(hide_password=False)
-
-
-def metadata(server: Server, query: str) -> list[tuple]:
-    import psycopg2
-
-    connection = psycopg2.connect(host="127.0.0.1", port=server.port, user=server.user,
-                                  password=server.password, dbname=server.database)  # fmt: skip
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(query)
-            return cursor.fetchall()
-    finally:
-        connection.close()
-
-
-def stop(process: subprocess.Popen | None) -> None:
-    if process is not None and process.poll() is None:
-        stop_tree(process)
 
 
 def test_profile_points_airflow_at_postgres_with_the_local_executor(tmp_path):
@@ -118,53 +83,3 @@ def test_helm_values_run_what_the_profile_runs():
     extra = {item["name"]: item["value"] for item in yaml.safe_load(gitsync["extraEnv"])}
     assert extra["PYTHONPATH"] == checkout
     assert (PROJECT_ROOT / gitsync["dags"]["gitSync"]["subPath"]) == airflow_runner.DAGS_FOLDER
-
-
-@pytest.mark.slow
-def test_local_executor_on_postgres_runs_the_chain_and_keeps_its_metadata_there(tmp_path):
-    cfg = tiny_config(tmp_path)
-    as_of = pipeline.default_as_of(cfg)
-    url, port = profile_url(free_port()), free_port()
-    # not under tmp_path: as root the server runs as the `postgres` account, which may not
-    # enter pytest's private (0700) temp root
-    folder = Path(tempfile.mkdtemp(prefix="vista-pg-"))
-    env = {**os.environ, "VISTA_AIRFLOW_ADMIN_PASSWORD": PASSWORD,
-           "VISTA__AIRFLOW__SQL_ALCHEMY_CONN": url, "VISTA__AIRFLOW__EXECUTOR": "LocalExecutor",
-           **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
-              for k in ("state", "lake", "reports")}}  # fmt: skip
-    vista = os.path.join(os.path.dirname(sys.executable), "vista")
-    base = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "standalone.log").open("w")
-    process = None
-    try:
-        with local_postgres(url, folder) as server:
-            assert addresses(server.port)
-            assert addresses(server.port) <= LOOPBACK
-            # `vista airflow-ui` migrates the database first, then starts Airflow
-            process = subprocess.Popen(
-                [vista, "airflow-ui", "--profile", "tiny", "--port", str(port)],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-            trigger_chain_and_wait(base, process, as_of)
-            stop(process)  # before reading: the scheduler writes no more
-
-            # what the scheduler did is in PostgreSQL, read without Airflow in between
-            dag_runs = metadata(server, "SELECT dag_id, run_type, state FROM dag_run")
-            assert sorted(dag_runs) == sorted(
-                [("vista_ingest", "manual", "success")]
-                + [(d, "asset_triggered", "success") for d in orchestration.CHAIN[1:]]
-            )
-            done = metadata(server, "SELECT count(*) FROM task_instance WHERE state = 'success'")
-            assert done[0][0] >= len(orchestration.CHAIN)
-        # Airflow 3 keeps no executor name in the database (job.executor_class stays
-        # empty); the scheduler names the one it loaded
-        assert re.search(
-            r"Loaded executor: \S*LocalExecutor", (tmp_path / "standalone.log").read_text()
-        )
-        home = cfg.paths.state / "airflow"
-        assert not list(home.rglob("*.db")), "Airflow made a SQLite database after all"
-        assert (cfg.paths.reports / as_of / "run.json").exists()
-    finally:
-        stop(process)
-        log.close()
-        shutil.rmtree(folder, ignore_errors=True)

@@ -45,6 +45,7 @@ def the_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.integration  # the CLI in a process of its own
 def test_an_invalid_setting_names_the_field_and_where_settings_come_from(tmp_path):
     line = the_line(vista(tmp_path, "cutoff-date", "-p", "tiny", VISTA__SUMMARIZER__N_SEEDS="0"))
     assert "summarizer.n_seeds = 0" in line
@@ -52,6 +53,7 @@ def test_an_invalid_setting_names_the_field_and_where_settings_come_from(tmp_pat
     assert "VISTA__<SECTION>__<FIELD>" in line
 
 
+@pytest.mark.integration  # the CLI in a process of its own
 def test_an_unknown_profile_lists_the_known_ones(tmp_path):
     line = the_line(vista(tmp_path, "config", "--profile", "nosuch"))
     assert "nosuch.yaml does not exist" in line
@@ -59,6 +61,7 @@ def test_an_unknown_profile_lists_the_known_ones(tmp_path):
     assert "--profile or $VISTA_PROFILE" in line
 
 
+@pytest.mark.integration  # the CLI in a process of its own
 def test_a_missing_source_file_names_the_source_setting(tmp_path):
     missing = tmp_path / "ratings.inter"
     result = vista(tmp_path, "generate", "-p", "movielens", VISTA__SOURCE__EVENTS_PATH=str(missing),
@@ -68,6 +71,7 @@ def test_a_missing_source_file_names_the_source_setting(tmp_path):
     assert "source.events_path" in line
 
 
+@pytest.mark.integration  # the CLI in a process of its own
 def test_an_empty_source_file_is_named_with_the_source_setting(tmp_path):
     empty = tmp_path / "ratings.inter"
     empty.write_bytes(b"")
@@ -78,6 +82,7 @@ def test_an_empty_source_file_is_named_with_the_source_setting(tmp_path):
     assert "source.unreadable_files" in line  # the setting that lets the others go on
 
 
+@pytest.mark.integration  # the CLI in a process of its own
 @pytest.mark.parametrize(
     ("command", "fix"),
     [
@@ -93,6 +98,7 @@ def test_missing_state_names_the_command_that_makes_it(tmp_path, command, fix):
     assert str(tmp_path) in line  # where it looked
 
 
+@pytest.mark.integration  # the CLI in a process of its own
 def test_a_step_that_starts_spark_still_fails_with_one_line(tmp_path):
     """The JVM's start-up notices and log4j lines go to a log file, not the terminal."""
     line = the_line(vista(tmp_path, "histories", "-p", "tiny", "--as-of", "2026-01-01"))
@@ -101,6 +107,7 @@ def test_a_step_that_starts_spark_still_fails_with_one_line(tmp_path):
     assert "log4j" in jvm_log
 
 
+@pytest.mark.integration  # the CLI in a process of its own
 def test_a_failed_critical_suite_is_one_line_naming_the_expectation(tmp_path):
     import deltalake
 
@@ -118,6 +125,7 @@ def test_a_failed_critical_suite_is_one_line_naming_the_expectation(tmp_path):
     assert "`vista ingest-events --force`" in line
 
 
+@pytest.mark.integration  # the CLI in a process of its own
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_adds_the_traceback(tmp_path, how):
     args, env = (["--debug"], {}) if how == "flag" else ([], {"VISTA_DEBUG": "1"})
@@ -128,6 +136,7 @@ def test_debug_adds_the_traceback(tmp_path, how):
     assert result.stderr.rstrip().splitlines()[-1].startswith("error: no trained ranker")
 
 
+@pytest.mark.integration  # the CLI in a process of its own
 def test_a_bug_keeps_its_traceback_and_exit_status_1(tmp_path):
     script = (
         "from vista.cli import app\n"

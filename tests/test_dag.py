@@ -3,12 +3,15 @@
 import datetime as dt
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
 import pyarrow as pa
 import pytest
 
+from devservers.ports import free_port
+from tests.airflow_ui import stop_tree, wait_for_text
 from vista import airflow_runner, orchestration, pipeline, state
 from vista.core import lake, names
 from vista.core.config import PROJECT_ROOT
@@ -106,13 +109,74 @@ def _dag_test(cfg, as_of: str, *flags: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+def _vista(cfg, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
+                            for k in ("state", "lake", "reports")}}  # fmt: skip
+    env.pop(airflow_runner.PASSWORD_ENV, None)
+    vista = os.path.join(os.path.dirname(sys.executable), "vista")
+    return subprocess.run([vista, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+def _metadata(cfg, query: str) -> list[tuple]:
+    """The SQLite metadata database that `dags test` left, read without Airflow."""
+    with sqlite3.connect(cfg.paths.state / "airflow" / "airflow.db") as db:
+        return db.execute(query).fetchall()
+
+
+def _registered(cfg) -> dict[str, bool]:
+    """dag_id -> is_paused, as the metadata database holds them."""
+    return {d: bool(p) for d, p in _metadata(cfg, "SELECT dag_id, is_paused FROM dag")}
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory):
+    """`vista backfill` over the two dates before the tiny data's cutoff, on SQLite: the
+    chain of five DAGs through `airflow dags test`, the first date from scratch, the
+    second incremental from it. What the tests check of it is read here, before
+    test_dag_runs_end_to_end_on_tiny_data runs the last date again on the same lake."""
+    cfg = tiny_config(tmp_path_factory.mktemp("backfill"))
+    last = Snapshot.of(pipeline.default_as_of(cfg))
+    first = (last - dt.timedelta(days=1)).date().isoformat()
+    result = _vista(cfg, "backfill", "--profile", "tiny", "--start", first, "--end", last.iso,
+                    timeout=1500)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = {
+        "stdout": result.stdout.splitlines(),
+        "partitions": {p["as_of_date"] for p in lake.open_table(
+            cfg.paths.table(names.HISTORIES)).partitions()},
+        "later_histories": json.loads((cfg.paths.reports / last.iso / "steps" /
+                                       "build_histories.json").read_text()),
+        "summaries": [(cfg.paths.reports / d / "run.json").exists() for d in (first, last.iso)],
+        "registered": _registered(cfg),
+        "queued": _metadata(cfg, "SELECT target_dag_id FROM asset_dag_run_queue"),
+    }  # fmt: skip
+    return cfg, first, last.iso, seen
+
+
 @pytest.mark.slow
-def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
-    cfg = tiny_config(tmp_path)
-    as_of = pipeline.default_as_of(cfg)
-    result = _dag_test(cfg, as_of, "--evaluate")
+def test_backfill_runs_the_chain_for_each_date_oldest_first(backfilled):
+    _, first, last, seen = backfilled
+    assert seen["stdout"] == [f"{first}: done", f"{last}: done"]
+    assert seen["partitions"] == {first, last}
+    assert seen["later_histories"]["mode"] == f"incremental from {first}"
+    assert seen["summaries"] == [True, True]
+    # `dags test` registered the five DAGs unpaused, and their runs' asset events queued
+    # nothing that a scheduler would start again
+    assert seen["registered"] == dict.fromkeys(orchestration.CHAIN, False)
+    assert seen["queued"] == []
+
+
+@pytest.mark.slow
+def test_dag_runs_end_to_end_on_tiny_data(backfilled):
+    """`vista dag-test --evaluate` (`make run`, with the evaluation) for the last date, on
+    the lake the backfill left: every task of the five DAGs runs, the steps whose inputs
+    did not change commit nothing, the ranker and the evaluation run in full."""
+    cfg, _, as_of, _ = backfilled
+    result = _vista(cfg, "dag-test", "--profile", "tiny", "--as-of", as_of, "--evaluate")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ranker AUC" in result.stdout
+    assert "paused in Airflow" not in result.stderr
     for dag_id in orchestration.CHAIN:
         assert f"running DAG {dag_id}" in result.stderr
     summary = json.loads((cfg.paths.reports / "latest" / "run.json").read_text())
@@ -143,6 +207,39 @@ def test_dag_runs_end_to_end_on_tiny_data(tmp_path):
     assert set(head["evaluation_auc"]) == {"blind", "vista", "din_last100", "sim_category",
                                            "full_attention", "oracle"}  # fmt: skip
     assert "## AUC by history length" in (cfg.paths.reports / as_of / "report.md").read_text()
+    assert _registered(cfg) == dict.fromkeys(orchestration.CHAIN, False)
+
+
+@pytest.mark.slow
+def test_a_dag_paused_by_hand_is_named_at_the_ui_start_with_the_command_that_unpauses_it(
+    backfilled,
+):
+    cfg, *_ = backfilled
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    env = {**os.environ, **airflow_runner.airflow_environment(cfg)}
+    subprocess.run([airflow, "dags", "pause", "vista_ranker"], env=env, capture_output=True,
+                   timeout=300, check=True)  # fmt: skip
+    assert _registered(cfg)["vista_ranker"] is True
+
+    log = cfg.paths.state / "airflow-ui.log"
+    vista = os.path.join(os.path.dirname(sys.executable), "vista")
+    ui_env = {**os.environ, **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
+                               for k in ("state", "lake", "reports")}}  # fmt: skip
+    with log.open("w") as out:
+        ui = subprocess.Popen([vista, "airflow-ui", "--profile", "tiny", "--port", str(free_port())],
+                              env=ui_env, stdout=out, stderr=subprocess.STDOUT,
+                              start_new_session=True)  # fmt: skip
+    try:
+        notice = wait_for_text(log, r"paused in Airflow: .*", ui).group(0)
+    finally:
+        stop_tree(ui)  # the notice comes before Airflow's components start
+    assert notice.startswith("paused in Airflow: vista_ranker: ")
+    command = notice.rsplit("unpause: ", 1)[1]
+    assert command == "vista unpause --profile tiny"
+    done = _vista(cfg, *command.split()[1:], timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "unpaused: vista_ranker"
+    assert _registered(cfg) == dict.fromkeys(orchestration.CHAIN, False)
 
 
 @pytest.mark.slow
@@ -186,30 +283,6 @@ def test_ui_admin_password_comes_from_the_environment_or_is_generated_once(tmp_p
     assert env["AIRFLOW__API__PORT"] == "8080"
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] == str(
         airflow_runner.passwords_file(other))  # fmt: skip
-
-
-@pytest.mark.slow
-def test_backfill_runs_the_chain_for_each_date_oldest_first(tmp_path):
-    cfg = tiny_config(tmp_path)
-    last = Snapshot.of(pipeline.default_as_of(cfg))
-    first = (last - dt.timedelta(days=1)).date().isoformat()
-    env = {**os.environ, **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
-                            for k in ("state", "lake", "reports")}}  # fmt: skip
-    vista = os.path.join(os.path.dirname(sys.executable), "vista")
-    result = subprocess.run(
-        [vista, "backfill", "--profile", "tiny", "--start", first, "--end", last.date().isoformat()],
-        env=env, capture_output=True, text=True, timeout=1500, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines() == [f"{first}: done", f"{last.date()}: done"]
-    partitions = {p["as_of_date"] for p in lake.open_table(
-        cfg.paths.table(names.HISTORIES)).partitions()}  # fmt: skip
-    assert partitions == {first, last.date().isoformat()}
-    later = json.loads((cfg.paths.reports / last.date().isoformat() / "steps" /
-                        "build_histories.json").read_text())  # fmt: skip
-    assert later["mode"] == f"incremental from {first}"
-    for day in (first, last.date().isoformat()):
-        assert (cfg.paths.reports / day / "run.json").exists()
 
 
 def test_backfill_rejects_an_end_before_its_start():

@@ -5,6 +5,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from vista import features, pipeline, state
 from vista.core import lake, summary_codec
@@ -91,6 +92,7 @@ def test_online_store_serves_the_latest_summary_exactly(pipeline_run):
     assert unknown["summary"] == [None]
 
 
+@pytest.mark.integration
 def test_plain_feast_cli_applies_the_same_repo(tmp_path):
     """`feast -c "$(vista feast-repo)" apply`, then `feature-views list`, on the tiny
     profile: the CLI reads the generated repo and registers what the SDK registers."""

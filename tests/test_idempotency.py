@@ -49,10 +49,10 @@ def run_every_step(cfg, as_of) -> dict:
 
 
 @pytest.mark.slow
-def test_whole_pipeline_twice_for_the_same_date_leaves_every_table_unchanged(tmp_path, spark):
-    cfg = tiny_config(tmp_path)
-    as_of = Snapshot.of(pipeline.default_as_of(cfg))
-    run_every_step(cfg, as_of)
+def test_whole_pipeline_again_for_the_same_date_leaves_every_table_unchanged(pipeline_run):
+    """The shared tiny run (tests/conftest.py: every step but the ranker's) is the first
+    run; every step again, the ranker's included, is the second."""
+    cfg, as_of, _ = pipeline_run
     first = lake_state(cfg)
     users = pipeline.read_summaries(cfg, as_of)["user_id"].tolist()
     online_first = features.online_summaries(features.feature_store(cfg), users)

@@ -5,6 +5,7 @@ the last 100 events, each by a stated margin (measured: 0.601 vs 0.538 and 0.557
 import importlib.util
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from vista.core.config import load_config
@@ -19,6 +20,7 @@ MARGIN = 0.05  # AUC points VISTA must lead the blind model by, on users with >=
 DIN_MARGIN = 0.02  # and DIN-last-100 by: what lies beyond the last 100 events
 
 
+@pytest.mark.integration
 def test_memory_vista_beats_blind_and_din_on_long_histories():
     base = load_config("tiny", overrides={
         "generator": {"regime": "lifelong", "n_users": 160, "n_items": 3000, "n_clusters": 12,

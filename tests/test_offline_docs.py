@@ -199,6 +199,7 @@ def test_offline_rows_sort_like_bootstrap_table_and_link_a_text_cell():
     assert offline_rows(rows, columns, {})[0]["_t"] == 1.0  # no sortName: as given
 
 
+@pytest.mark.integration  # Chromium in a process of its own
 def test_a_reviewer_in_a_browser_with_no_network_reads_every_validation_and_the_failure(
     site, tmp_path
 ):

@@ -62,6 +62,7 @@ def planted_data():
     return planted(seed=0), planted(seed=1)
 
 
+@pytest.mark.integration
 def test_vista_ranker_learns_to_read_the_summary_tokens(planted_data):
     train, test = planted_data
     model, curve = train_ranker(train, CFG, spec("vista"), progress=False)
@@ -75,6 +76,7 @@ def test_vista_ranker_learns_to_read_the_summary_tokens(planted_data):
     assert roc_auc_score(scrambled.label, score(model, scrambled)) < 0.6
 
 
+@pytest.mark.integration
 def test_only_rankers_that_see_old_events_recognise_a_dormant_interest(planted_data):
     """DIN reads the last 100 events and misses category A; SIM's category search and
     full attention over the 300 events find it."""
@@ -179,6 +181,7 @@ def test_ranker_step_trains_on_feast_training_set(pipeline_run):
     assert ranker["log_loss"] > 0
 
 
+@pytest.mark.integration
 def test_blind_ranker_reads_no_history(planted_data):
     """Another user's history changes nothing for the blind model (and everything for
     the others): it is the floor a history-reading model must clear."""

@@ -99,7 +99,7 @@ VISTA_RUN_BY = {
     "ablate": "tests/test_ablations.py::test_ablation_arms_are_isolated_and_differ_where_they_should",
     "probe": "tests/test_probes.py::test_probe_cli_on_the_tiny_pipeline_writes_the_report",
     "spark-cluster": "tests/test_spark_cluster.py::test_cluster_runs_the_jobs_like_local_mode",
-    "postgres": "tests/test_airflow_postgres.py::test_local_executor_on_postgres_runs_the_chain_and_keeps_its_metadata_there",
+    "postgres": BROWSER,
 }
 # Targets whose recipe is more than `vista` commands (those are covered by the table
 # above): the test that runs what they run.
@@ -119,6 +119,8 @@ MAKE_DRY_RUN_ONLY = {
     "postgres": "apt-get install",
     "lint": "`make test` runs it before pytest",
     "test": "the whole suite, this file in it (`.ci/run` runs exactly `make test`)",
+    "test-quick": 'a subset of the whole suite (`-m "not slow and not integration"`), this '
+    "file's quick tests in it",
     "report-repeat": "the lifelong world's 1,000 users through the DAG chain with the report "
     "(an hour on 2 cores); its vista command is test_dag's",
     "format": "rewrites the tree",

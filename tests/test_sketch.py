@@ -117,6 +117,7 @@ def repeat_label(model, n_users: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sketch_heads", [0, 1])
 def test_a_ranker_reading_the_sketch_knows_which_items_the_user_consumed(sketch_heads):
     """Summaries alone, from a summarizer never trained: with a sketch head the ranker

@@ -1,5 +1,6 @@
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from models.train_summarizer import train_summarizer
 from sources.synthetic import generate
@@ -18,6 +19,7 @@ def _histories_and_impressions(gen: GeneratorConfig):
     return hist, imps, int(gen.cutoff.timestamp() * 1e6)
 
 
+@pytest.mark.integration
 def test_source_model_learns_and_keeps_the_best_validated_weights():
     gen = GeneratorConfig(n_users=800, n_items=100, n_clusters=8, min_history=30,
                           max_history=400, history_days=30, impressions_per_user=16)  # fmt: skip
