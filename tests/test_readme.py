@@ -32,11 +32,9 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from functools import cache
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,6 +54,7 @@ from tests.readme_blocks import (
     simple_commands,
     spans,
 )
+from tests.sockets import wait_for_health
 from vista import pipeline
 from vista.cli import app
 from vista.core.config import CONF_DIR, PROJECT_ROOT
@@ -679,15 +678,8 @@ def test_feast_sdk_online_and_serving_run_on_the_tiny_pipeline(pipeline_run, tmp
                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=(tmp_path / "serve.log").open("w"))  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "vista serve did not start in 180 s"
-                time.sleep(0.5)
+        wait_for_health(f"http://127.0.0.1:{port}", server,
+                        (tmp_path / "serve.log").read_text, 180)  # fmt: skip
         answer = json.loads(sh(substitute(curl.text, table, ("localhost:8000",)), env).stdout)
     finally:
         server.terminate()

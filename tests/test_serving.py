@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 from devservers.ports import free_port
 from models.ranker import load_ranker, score
 from tests.bad_requests import CASES, BadRequest, doc, padded
+from tests.sockets import wait_for_health
 from vista import api_docs, cli, http_input, pipeline, serving, state
 from vista.core.config import PROJECT_ROOT, ConfigError, ServingConfig, load_config
 
@@ -669,15 +670,7 @@ def vista_serve(cfg, **env: str):
                                   text=True)  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    httpx.get(f"{base}/health", timeout=2)
-                    break
-                except httpx.TransportError:
-                    assert server.poll() is None, log.seek(0) or log.read()[-3000:]
-                    assert time.monotonic() < deadline, "vista serve did not start in 120 s"
-                    time.sleep(0.5)
+            wait_for_health(base, server, lambda: log.seek(0) or log.read())
             yield server, base
         finally:
             server.terminate()
