@@ -214,18 +214,29 @@ def vista_problems(argv: list[str], where: str) -> list[str]:
     return problems
 
 
+# a make that runs this suite (`make test`) exports MAKELEVEL and MAKEFLAGS: a make
+# started under it would print "make[1]: Entering directory" lines as recipe lines
+PARENT_MAKE_VARIABLES = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+
+
+def run_make(*args: str, env: dict[str, str] | None = None, check: bool = False):
+    """`make ARGS` in the project as a reader's shell runs it, whoever runs this test."""
+    clean = {k: v for k, v in os.environ.items() if k not in PARENT_MAKE_VARIABLES}
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=60, check=check,
+                          env={**clean, **(env or {})})  # fmt: skip
+
+
 @cache
 def make_targets() -> tuple[str, ...]:
     """The targets `make help` lists, run for real."""
-    out = subprocess.run(["make", "help"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                         timeout=60, check=True).stdout  # fmt: skip
+    out = run_make("help", check=True).stdout
     return tuple(re.findall(r"^\s+make (\S+)\s", out, re.MULTILINE))
 
 
 @cache
 def make_dry_run(args: tuple[str, ...], env: tuple[tuple[str, str], ...] = ()):
-    return subprocess.run(["make", "-n", *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **dict(env)})  # fmt: skip
+    return run_make("-n", *args, env=dict(env))
 
 
 # the Makefile's own file targets: the venv's python and the install stamp
@@ -516,8 +527,7 @@ def test_every_make_command_names_listed_targets_and_dry_runs():
     arguments the README passes."""
     targets = make_targets()
     assert {"help", "run", "test", "serve", "report"} <= set(targets)
-    listed = subprocess.run(["make", "help"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            timeout=60, check=True).stdout  # fmt: skip
+    listed = run_make("help", check=True).stdout
     assert "$$" not in listed  # make's escape is not shown to the reader
     for target in targets:
         dry = make_dry_run((target,))
