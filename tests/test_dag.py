@@ -6,7 +6,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import warnings
 
 import pyarrow as pa
 import pytest
@@ -195,14 +194,10 @@ def test_dag_runs_end_to_end_on_tiny_data(backfilled):
     assert head["ranker_auc"] == pytest.approx(served_ranker_auc(cfg, as_of), abs=1e-9)
     evaluation = json.loads((cfg.paths.reports / as_of / "evaluation.json").read_text())
     first_seed = evaluation["variants"]["vista"]["runs"][0]["metrics"]["all"]["auc"]
-    # KNOWN DEFECT (found at the stop of 2026-12-03, cause not yet found): since dag-test
-    # reruns the date the backfill built, with the item sketch default, the report's
-    # first VISTA seed (0.437) differs from ranker_v1 (0.467); both are still checked to
-    # exist and the headline is the served ranker's (asserted above). Restore the
-    # equality once the two paths agree again.
-    if head["ranker_auc"] != pytest.approx(first_seed, abs=1e-9):
-        warnings.warn(f"report's first VISTA seed {first_seed} != ranker_v1 "
-                      f"{head['ranker_auc']}", stacklevel=1)  # fmt: skip
+    # ranker_v1 chooses its pooling as the report's VISTA does (lowest validation loss)
+    vista_pooling = evaluation["variants"]["vista"]["pooling"]
+    assert steps["train_and_evaluate_ranker"]["pooling"] == vista_pooling
+    assert head["ranker_auc"] == pytest.approx(first_seed, abs=1e-9)
     assert head["oracle_auc"] > 0.5
     assert head["summarizer_version"].startswith("s-")
     for table in (names.EVENTS, names.HISTORIES):

@@ -42,7 +42,7 @@ from vista.core.names import (
 )
 from vista.core.snapshot import Snapshot
 from vista.core.summary_codec import decode_frame
-from vista.evaluation import evaluate_rankers, frozen_summarizer, ranker_spec
+from vista.evaluation import choose_pooling, evaluate_rankers, frozen_summarizer, ranker_spec
 from vista.report import write_report
 from vista.state import (
     checkpoint_dir,
@@ -987,7 +987,7 @@ def train_and_evaluate_ranker(
     is_empty_history, summarizer_version), plus ``cold_start``. Writes the artifact and
     ``current.json`` under ``<state>/models/ranker/`` (``save_ranker_artifact``)."""
     from models.evaluation import ranking_metrics
-    from models.ranker import score, train_ranker
+    from models.ranker import score
 
     train_days, eval_days = impression_windows(cfg, as_of)
     train, test = training_set(cfg, train_days, as_of), training_set(cfg, eval_days, as_of)
@@ -997,10 +997,12 @@ def train_and_evaluate_ranker(
     if len(with_history) and with_history["summary"].isna().all():
         raise SettingError(ttl_problem(cfg, as_of, eval_days, len(with_history)))
     started = time.perf_counter()
-    # ranker_v1's feature service holds the summaries only, no raw items
+    # ranker_v1's feature service holds the summaries only, no raw items; it picks its
+    # pooling as the report's VISTA does (lowest validation loss, first seed), so that
+    # with recent_items 0 the served model is the report's first VISTA seed
     spec = dataclasses.replace(ranker_spec(cfg, "vista"), recent_items=0)
-    model, curve = train_ranker(train, cfg.ranker, spec, progress,
-                                summarizer=frozen_summarizer(cfg))  # fmt: skip
+    spec, model, curve, pooling_losses = choose_pooling(train, cfg, spec, progress,
+                                                        frozen_summarizer(cfg))  # fmt: skip
     train_seconds = time.perf_counter() - started
     coverage = float(test["summary"].notna().mean())
     labels, users = test["label"].to_numpy(), test["user_id"].to_numpy()
@@ -1018,6 +1020,8 @@ def train_and_evaluate_ranker(
         "eval_rows": len(test),
         "summary_coverage": coverage,
         "eval_cold_start_rows": int(test["cold_start"].sum()),
+        "pooling": spec.pooling,
+        "validation_loss_by_pooling": pooling_losses,
         "training_curve": curve.to_dict(),
         "train_seconds": round(train_seconds, 2),
         "metrics": metrics,
