@@ -34,6 +34,9 @@ bootstrap interval over the scored users (the fitted probes held fixed). Long hi
 are costly, so fewer users are sampled there; every length's probes are nevertheless
 fitted on the same number of users (``common_train_size``), since a probe's R^2 grows
 with its training set and a trend with length must not be a trend in sample size.
+
+Long because the three probes share the sampling of probe histories, their ground truth
+and the ridge fit with its cross-validation.
 """
 
 from __future__ import annotations

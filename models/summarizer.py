@@ -20,6 +20,9 @@ Two modes (``summarizer.mode``):
 
 Both fold histories of any length in chunks of ``chunk_size`` events, so memory is
 O(B * chunk * D + D^2) whatever the history length.
+
+Long because its two modes share the chunked fold over histories of any length, the
+checkpoint format and the version stamp.
 """
 
 from __future__ import annotations

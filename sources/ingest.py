@@ -19,6 +19,10 @@ unreadable: ``vista.pipeline.ingest_source`` names it and records it in quaranti
 Pure functions: ``read_rows`` (a file -> its raw rows and the rows that could not be
 split or decoded), ``validate_rows`` (raw rows -> good typed rows, quarantined rows) and
 ``dedupe`` (good rows -> unique rows, exact duplicates, conflicting duplicates).
+
+Long because every check a source row goes through, with its quarantine reason
+(``REASONS``), lives here: that every row ends in exactly one place can be checked by
+reading one file.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ are the world's headroom table: how much of the oracle's lift needs more than th
 
 Everything is deterministic by seed and vectorised with numpy, generated in user
 blocks so that memory stays bounded at large sizes.
+
+Long because a world and its oracle are read together: the generator that draws the
+events and the formula that scores them must agree term by term.
 """
 
 from __future__ import annotations

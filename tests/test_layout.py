@@ -181,3 +181,19 @@ def _run_step_names(path: Path | ast.AST) -> set[str]:
         for call in calls
         if getattr(call.func, "attr", "") == "run_step" and isinstance(call.args[0], ast.Constant)
     }
+
+
+# a module longer than this says why at the top of its docstring's reading ("Long because")
+LONG_MODULE_LINES = 420
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_a_long_module_says_why(module):
+    source = MODULES[module].read_text()
+    if source.count("\n") <= LONG_MODULE_LINES:
+        return
+    docstring = ast.get_docstring(ast.parse(source)) or ""
+    assert "Long because" in docstring, (
+        f"{module}: {source.count(chr(10))} lines; split it by idea, or say in its "
+        'docstring why it is one module ("Long because ...")'
+    )

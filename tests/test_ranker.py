@@ -308,7 +308,8 @@ def test_rows_sharing_keys_are_scored_together_as_one_by_one(variant):
     logits as scoring each row alone; rows group only when keys and summary are equal."""
     import torch
 
-    from models.ranker import Ranker, _logits, key_groups, prepare, unique_sequences
+    from models.ranker import Ranker, key_groups, prepare, unique_sequences
+    from models.ranker.training import _logits
 
     rows = planted(n_users=12, per_user=6)
     data = prepare(rows, spec(variant))

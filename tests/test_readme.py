@@ -55,7 +55,7 @@ from tests.readme_blocks import (
     spans,
 )
 from tests.sockets import wait_for_health
-from vista import pipeline
+from vista import pipeline, state
 from vista.cli import app
 from vista.core.config import CONF_DIR, PROJECT_ROOT
 from vista.provenance import RESULTS_DIR
@@ -679,7 +679,7 @@ def test_feast_sdk_online_and_serving_run_on_the_tiny_pipeline(pipeline_run, tmp
         assert f"user {user}: history_length=" in online_out
 
     # `vista serve` and the curl line beside it
-    if not (pipeline.ranker_dir(cfg) / "current.json").exists():
+    if not (state.ranker_dir(cfg) / "current.json").exists():
         pipeline.train_and_evaluate_ranker(cfg, as_of, progress=False)
     port = free_port()
     serve, curl = fenced(text, ".venv/bin/vista serve")

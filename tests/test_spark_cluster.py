@@ -29,6 +29,7 @@ CODEC = {"features": {"summary_codec": "float32"}}
 CLUSTER_RUN = """
 import json
 from vista import pipeline
+from vista.pipeline.partitions import spark_of
 from vista.core.config import load_config
 from vista.core.snapshot import Snapshot
 
@@ -38,7 +39,7 @@ pipeline.ingest_events(cfg)
 steps = {"histories": pipeline.build_histories(cfg, as_of),
          "summarizer": pipeline.train_summarizer(cfg, as_of, progress=False),
          "summaries": pipeline.summarize(cfg, as_of)}
-sc = pipeline._spark(cfg).sparkContext
+sc = spark_of(cfg).sparkContext
 print(json.dumps({"master": sc.master, "app_id": sc.applicationId, **steps}, default=str))
 """
 

@@ -1,4 +1,8 @@
-"""`vista`: the command line. Each command is one call into vista.pipeline."""
+"""`vista`: the command line. Each command is one call into vista.pipeline.
+
+Long because it holds every command (a thin function each, with its help text) and the
+one failure handler they share.
+"""
 
 from __future__ import annotations
 

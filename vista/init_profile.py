@@ -23,6 +23,9 @@ The file is read as the loader reads it; what each column holds is judged on a u
 sample of its rows, the split on every row of a random set of users (about as many
 rows: a row sample would thin each user's events). Files up to ``SAMPLE_ROWS`` rows are
 profiled whole.
+
+Long because each proposed setting carries the evidence it was drawn from and the
+comment written beside it in the YAML; the proposals share one sample and one check.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from vista import pipeline
 from vista.core import lake, names
 from vista.core.config import VistaConfig
 from vista.core.snapshot import Snapshot
+from vista.pipeline.ingest import append_quarantine, new_ingest_run
 
 FILTERS = ("reason", "source_file", "ingest_run", "ingest_date")
 
@@ -110,11 +111,11 @@ def evict(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
             "detail": [f"events row rejected by the events suite (events version {version})"] * len(bad),
             "raw": [json.dumps(r, default=str) for r in records],
         })  # fmt: skip
-        run = pipeline.new_ingest_run(as_of, now)
+        run = new_ingest_run(as_of, now)
         rows_table = quarantine_table(frame, str(events_path), now, as_of.iso,
                                       key, run)  # fmt: skip
-        pipeline._append_quarantine(quarantine_path, rows_table, [key],
-                                    {"vista.ingest_run": run, "vista.evicted_from": str(version)})  # fmt: skip
+        append_quarantine(quarantine_path, rows_table, [key],
+                          {"vista.ingest_run": run, "vista.evicted_from": str(version)})  # fmt: skip
     latest = pd.Timestamp(now) + pd.Timedelta(seconds=skew)
     types = ", ".join("'" + t.replace("'", "''") + "'" for t in allowed)
     predicate = " OR ".join([

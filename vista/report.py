@@ -8,6 +8,9 @@ reports/<as_of>/
   auc_by_bucket.png      AUC by history-length bucket, per model, with the oracle
   scoring_cost.png       time to score 1,000 candidates against history length, per model
   training_curves.png    validation loss per epoch, per model (first seed)
+
+Long because it renders one document: each section's table and its reading sit beside
+the code that computes them.
 """
 
 from __future__ import annotations

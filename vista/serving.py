@@ -30,6 +30,9 @@ Requests are untrusted (vista/http_input.py): a body over ``serving.max_body_byt
 413; any other body that is not a valid request gets 422 naming the failing field's
 location, never echoing the input; parsing, validation and scoring run in a worker thread,
 so a large request never holds up the event loop (and /health).
+
+Long because it holds the service's whole contract (each answer above, /health's
+counters, the request checks' wiring) in the one place a service owner reads.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ A profile is a YAML file: a name for one in ``conf/``, or the path of one anywhe
 than ``local`` is laid over ``conf/local.yaml``, and environment variables
 ``VISTA__<SECTION>__<FIELD>`` are laid over that. The result is validated here, before any work starts, so a bad value
 fails with the field's dotted name and its allowed range.
+
+Long because it is the one typed configuration: every setting with its range, its default
+and why, in the one place that readers and the validator both read; split, the settings
+a profile sets together would be scattered.
 """
 
 from __future__ import annotations
@@ -360,7 +364,7 @@ class RankerConfig(_Section):
     # vista with an item sketch (summarizer.sketch_heads): beside each sketch head's count
     # of the candidate, the RMS of its slot, so a count in a crowded slot weighs less
     sketch_energy: bool = True
-    # each variant trains once per pooling it may use (models/ranker.py POOLING_CHOICES)
+    # each variant trains once per pooling it may use (models/ranker/spec.py POOLING_CHOICES)
     # on the first seed and keeps the one with the lower validation loss for all seeds
     choose_pooling: bool = True
     # the longest raw history full attention reads (the stored tail; what fits in memory)

@@ -81,7 +81,7 @@ KNOWN: dict[str, Callable[[str], str | None]] = {
     ),
     "vista.core.lake.TableNotFoundError": _table_fix,
     "vista.core.lake.ObjectStoreError": lambda m: None,
-    "models.ranker.TrainingSetError": _unless(
+    "models.ranker.spec.TrainingSetError": _unless(
         "`vista",
         "rebuild the training set's inputs: `vista publish-features`, then "
         "`vista train-and-evaluate-ranker`",
