@@ -197,3 +197,22 @@ def test_a_long_module_says_why(module):
         f"{module}: {source.count(chr(10))} lines; split it by idea, or say in its "
         'docstring why it is one module ("Long because ...")'
     )
+
+
+def public_definitions(tree: ast.Module):
+    """Top-level public functions and classes, and the public methods of those classes."""
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            yield node.name, node
+            if isinstance(node, ast.ClassDef):
+                for inner in node.body:
+                    if isinstance(inner, ast.FunctionDef) and not inner.name.startswith("_"):
+                        yield f"{node.name}.{inner.name}", inner
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES
+                                          if room(m) == "vista.core" or m.startswith("vista.pipeline")))  # fmt: skip
+def test_the_ground_floor_and_the_steps_document_every_public_definition(module):
+    tree = ast.parse(MODULES[module].read_text())
+    missing = [name for name, node in public_definitions(tree) if not ast.get_docstring(node)]
+    assert not missing, f"{module}: no docstring on {missing}"

@@ -66,6 +66,7 @@ class TableLocation:
 
     @property
     def name(self) -> str:
+        """The last part of the URI: the table's name."""
         return self.uri.rstrip("/").rsplit("/", 1)[-1]
 
 
@@ -92,6 +93,8 @@ def _lake_location(value: Any) -> Any:
 
 
 class PathsConfig(_Section):
+    """Where state, the lake and reports live (relative paths are from the project root)."""
+
     state: Path = Field(Path(".state"), description="local state: Airflow, Feast, GX")
     # a folder, or an object-store URI such as s3://bucket/lake (conf/s3.yaml, infra/s3)
     lake: Annotated[Path | str, BeforeValidator(_lake_location)] = Field(
@@ -106,6 +109,8 @@ class PathsConfig(_Section):
     )
 
     def resolved(self, root: Path) -> PathsConfig:
+        """These paths with every relative one made absolute under ``root`` (URIs kept)."""
+
         def absolute(p: Path | str) -> Path | str:
             return p if isinstance(p, str) or p.is_absolute() else (root / p).resolve()
 
@@ -115,6 +120,7 @@ class PathsConfig(_Section):
         )  # fmt: skip
 
     def table(self, name: str) -> Path | TableLocation:
+        """The location of Delta table ``name`` (``vista.core.names``) in the lake."""
         if isinstance(self.lake, Path):
             return self.lake / name
         return TableLocation(self.lake, self.storage_options) / name
@@ -126,6 +132,8 @@ class PathsConfig(_Section):
 
 
 class SparkConfig(_Section):
+    """The Spark session the jobs run in: master, partitions, memory, extra settings."""
+
     # local[N] (embedded), spark://host:port (standalone: conf/cluster.yaml) or
     # k8s://https://host:port (infra/spark); the jobs are the same for all three
     master: str = Field("local[2]", description="Spark master URL")
@@ -238,6 +246,8 @@ class GeneratorConfig(_Section):
 
 
 class HistoriesConfig(_Section):
+    """How long a stored history may be: older events beyond ``max_history`` are dropped."""
+
     max_history: Annotated[int, Field(ge=1, le=10_000_000)] = 1_000_000
 
 
@@ -336,6 +346,9 @@ class SummarizerConfig(_Section):
 
 
 class RankerConfig(_Section):
+    """How rankers are trained and evaluated: epochs, batches, the variants and seeds, and
+    what each variant reads."""
+
     epochs: Annotated[int, Field(ge=1, le=1000)] = 30
     patience: Annotated[int, Field(ge=1, le=1000)] = 3
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 512
@@ -413,6 +426,9 @@ class EvaluationConfig(_Section):
 
 
 class FeaturesConfig(_Section):
+    """Feast: how far back to materialize, how old a summary may be (ttl), the summary
+    codec and the training-set checks."""
+
     materialize_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 30
     # a summary older than this is not joined or served: the refresh cadence must beat it.
     # With a fixed data set it must reach from the snapshot to the last impression, which
@@ -633,6 +649,8 @@ class SourceConfig(_Section):
         return self
 
     def resolved(self, root: Path) -> SourceConfig:
+        """This source with its relative file paths made absolute under ``root``."""
+
         def absolute(p: Path | None) -> Path | None:
             return p if p is None or p.is_absolute() else (root / p).resolve()
 
@@ -643,6 +661,8 @@ class SourceConfig(_Section):
 
 
 class VistaConfig(_Section):
+    """The whole configuration of one profile: every section, validated together."""
+
     profile: str = "local"
     # the profile's file when --profile named one by path (absolute); None for conf/ names
     profile_file: Path | None = None
@@ -682,6 +702,7 @@ class VistaConfig(_Section):
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-ready values (storage secrets masked), as reports keep it."""
         return self.model_dump(mode="json")
 
     @property
@@ -762,6 +783,7 @@ def _env_value(raw: str) -> Any:
 
 
 def format_validation_error(exc: ValidationError) -> str:
+    """One line per failing field: its dotted name, the value given and what is allowed."""
     lines = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(config)"

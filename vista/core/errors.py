@@ -99,6 +99,7 @@ def _qualified_names(exc: BaseException) -> list[str]:
 
 
 def is_expected(exc: BaseException) -> bool:
+    """A failure the user fixes (a setting, an input, a missing step), printed as one line."""
     if isinstance(exc, ExpectedError):
         return True
     return any(name in KNOWN for name in _qualified_names(exc))

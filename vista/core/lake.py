@@ -71,14 +71,17 @@ def with_commit_retries(commit: Callable[[], T], attempts: int = COMMIT_ATTEMPTS
 
 
 def is_local(location: Location) -> bool:
+    """A folder on this machine (not an object-store URI)."""
     return not isinstance(location, TableLocation)
 
 
 def table_uri(location: Location) -> str:
+    """The location as delta-rs takes it: a path or a URI."""
     return str(location)
 
 
 def storage_options(location: Location) -> dict[str, str] | None:
+    """delta-rs storage options of an object-store table; None for a local one."""
     return None if is_local(location) else dict(location.storage_options)
 
 
@@ -97,10 +100,12 @@ def _table_fs(location: Location) -> pa_fs.FileSystem:
 
 
 def table_exists(path: Location) -> bool:
+    """Whether a Delta table (its log) is at ``path``."""
     return DeltaTable.is_deltatable(table_uri(path), storage_options(path))
 
 
 def open_table(path: Location, version: int | None = None) -> DeltaTable:
+    """The table at ``path`` (at ``version``, else the latest); TableNotFoundError if none."""
     if not table_exists(path):
         raise TableNotFoundError(f"Delta table {path} does not exist (run the step that writes it)")
     return DeltaTable(table_uri(path), version=version, storage_options=storage_options(path))
@@ -120,6 +125,7 @@ def delete_table(path: Location) -> None:
 
 
 def read_arrow(path: Location, version: int | None = None, filters=None, columns=None) -> pa.Table:
+    """The table's rows as Arrow, with partition ``filters`` (DNF tuples) and ``columns``."""
     return arrow_of(open_table(path, version), filters=filters, columns=columns)
 
 
@@ -148,6 +154,7 @@ def _scan_fs(table: DeltaTable) -> pa_fs.FileSystem | None:
 
 
 def table_version(path: Location) -> int | None:
+    """The latest version of the table at ``path``; None when there is no table."""
     return open_table(path).version() if table_exists(path) else None
 
 

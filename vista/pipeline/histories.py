@@ -94,6 +94,8 @@ def validate_histories(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
 
 
 def read_histories(cfg: VistaConfig, as_of: Snapshot) -> pd.DataFrame:
+    """One snapshot of ``user_histories`` as pandas (one row per user, arrays per row);
+    TableNotFoundError naming the step when the partition is empty."""
     table = lake.read_arrow(cfg.paths.table(HISTORIES), filters=as_of.partition_filter())
     if table.num_rows == 0:
         raise lake.TableNotFoundError(

@@ -34,6 +34,7 @@ def default_as_of(cfg: VistaConfig) -> str:
 
 
 def spark_of(cfg: VistaConfig):
+    """The profile's Spark session (``spark_jobs.session``); the JVM logs to the state folder."""
     from spark_jobs.session import spark_session
 
     # the JVM's own output (start-up notices, log4j) goes to a file, not the terminal
@@ -44,6 +45,7 @@ INPUTS_KEY = "vista.inputs"
 
 
 def inputs_fingerprint(**values: Any) -> str:
+    """What a step read (table versions, settings) as one JSON string: the commit's stamp."""
     return json.dumps(values, sort_keys=True, default=str)
 
 
@@ -55,6 +57,7 @@ def built_from(path: Path, as_of: Snapshot, inputs: str) -> dict | None:
 
 
 def partition_version(path: Path, as_of: Snapshot | str | None) -> int | None:
+    """The version of the commit that last wrote ``as_of``'s partition (None: never written)."""
     if as_of is None:
         return None
     day = as_of if isinstance(as_of, str) else as_of.iso
@@ -72,6 +75,7 @@ def previous_snapshot(path: Path, as_of: Snapshot) -> str | None:
 
 
 def partition_stats(path: Path, as_of: Snapshot) -> dict[str, Any]:
+    """users, events (the sum of history_length) and the longest history in a partition."""
     lengths = lake.read_arrow(path, filters=as_of.partition_filter(), columns=["history_length"])
     values = lengths.column("history_length").to_numpy()
     return {
