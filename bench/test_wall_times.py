@@ -9,6 +9,12 @@ docs/results/test_times-<user>.md, which bench/readme_results.py puts into the R
 beside test_times-<user>.json: the records it quotes (and, on top, the latest one's
 machine and commit).
 
+The suite as a whole is measured the same way (``--suite``): the full pytest run that
+`make test` makes and the quick set that `make test-quick` makes, each with its 12
+slowest tests, into docs/results/test_suite.{md,json}, which the README's testing lines
+quote.
+
+    .venv/bin/python bench/test_wall_times.py --suite          # make test's pytest + quick set
     .venv/bin/python bench/test_wall_times.py                  # every suite below
     .venv/bin/python bench/test_wall_times.py readme           # only these, others kept
     .venv/bin/python bench/test_wall_times.py --render         # rewrite the .md files only
@@ -41,7 +47,8 @@ USERS = {
         ("readme", "runs this section's commands as written on the tiny profile (`vista "
          "ingest-events` set by environment, the quarantine block) and checks the others "
          "against `vista --help`, `make -n` and the tests it names"),
-        ("browser", "walks the Airflow UI in Chromium, the pipeline run twice"),
+        ("browser", "walks the Airflow UI in Chromium: the chain triggered from its form runs "
+         "on a real scheduler with PostgreSQL"),
     ],
     "ranking-modeler": [
         ("readme", "runs the Feast SDK snippet on the tiny pipeline's features, `vista "
@@ -93,6 +100,55 @@ def measure(suite: str) -> dict:
             **provenance()}  # fmt: skip
 
 
+# the two runs the README's testing lines quote: pytest as `make test` and `make
+# test-quick` run it (the Makefile's PYTEST_ARGS defaults), with the 12 slowest printed
+WHOLE_RUNS = {
+    "make test": [],
+    "make test-quick": ["-m", "not slow and not integration"],
+}
+DURATION_LINE = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>call|setup|teardown)\s+(?P<test>\S+)$")
+
+
+def measure_run(name: str) -> dict:
+    """One whole pytest run: wall time, counts, the 12 slowest phases pytest printed."""
+    command = [sys.executable, "-m", "pytest", *WHOLE_RUNS[name], "-q", "-p", "no:cacheprovider"]
+    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false", "FEAST_USAGE": "False",
+           "DO_NOT_TRACK": "1", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    lines = done.stdout.strip().splitlines()
+    found = counts(lines[-1] if lines else "")
+    if done.returncode != 0 or found["failed"] + found["errors"]:
+        sys.stdout.write(done.stdout[-5000:] + done.stderr[-3000:])
+        raise SystemExit(f"{name}: not all tests passed; nothing recorded")
+    slowest = [{"seconds": float(m["seconds"]), "phase": m["phase"], "test": m["test"]}
+               for m in map(DURATION_LINE.match, lines) if m]  # fmt: skip
+    return {"run": name, "pytest_args": WHOLE_RUNS[name], "wall_seconds": round(seconds, 1),
+            **found, "slowest": slowest[:12], "load_average_before": round(load, 2),
+            **provenance()}  # fmt: skip
+
+
+def render_suite(runs: dict[str, dict]) -> str:
+    """The README's testing lines: each run's wall time, tests, machine and load."""
+    parts = []
+    for name in WHOLE_RUNS:
+        r = runs[name]
+        skipped = f", {r['skipped']} skipped" if r["skipped"] else ""
+        parts.append(f"`{name}`'s pytest took {duration(r['wall_seconds'])} ({r['passed']} "
+                     f"passed{skipped}; load average {r['load_average_before']:.1f} at the "
+                     f"start)")  # fmt: skip
+    first = runs["make test"]
+    commit = first["commit"][:10] + (" with uncommitted changes" if first["dirty"] else "")
+    slow = ", ".join(f"{t['test'].split('::')[-1]} {duration(t['seconds'])}"
+                     for t in first["slowest"][:3])  # fmt: skip
+    return (
+        f"Measured on {first['machine']['cpus']} cores (commit {commit}; "
+        f"`bench/test_wall_times.py --suite`): {'; '.join(parts)}. Slowest: {slow}.\n"
+    )
+
+
 def render(user: str, suites: dict[str, dict]) -> str:
     """One user's sentence: each suite's wall time and where it was measured."""
     parts = []
@@ -125,7 +181,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suites", nargs="*", help=f"of {', '.join(SUITES)} (default: all)")
     parser.add_argument("--render", action="store_true", help="only rewrite the .md files")
+    parser.add_argument("--suite", action="store_true",
+                        help="measure make test's and make test-quick's pytest runs")  # fmt: skip
     args = parser.parse_args()
+    suite_file = RESULTS_DIR / "test_suite.json"
+    if args.suite:
+        runs = {name: measure_run(name) for name in WHOLE_RUNS}
+        for name, r in runs.items():
+            print(f"{name}: {duration(r['wall_seconds'])}, {r['passed']} passed")
+        suite_file.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    if suite_file.exists():
+        suite_file.with_suffix(".md").write_text(
+            render_suite(json.loads(suite_file.read_text())["runs"])
+        )
+    if args.suite:
+        return 0
     if unknown := set(args.suites) - set(SUITES):
         parser.error(f"unknown suite(s) {', '.join(sorted(unknown))}: use {', '.join(SUITES)}")
     recorded = recorded_suites()
