@@ -2,10 +2,10 @@
 every table readable at its last version, and a rerun completes with no lost and no
 duplicated rows; two dates run at the same time both succeed.
 
-The kill points: one trial per step of the workload (tests/fault_workload.py), each
-killed at a point inside that step drawn from a fixed seed (10-40% into the step's
+The kill points: one trial that kills the workload (tests/fault_workload.py) inside each
+of its steps in turn, at a point drawn from a fixed seed (10-40% into the step's
 duration in an uninterrupted run), so that every step's Delta commits are interrupted
-once: the ingest's append to events and impressions, the histories partition's
+once, and each restart begins on what the kills before it left: the ingest's append to events and impressions, the histories partition's
 overwrite, the two raw-feature tables, the summaries partition (and the summarizer
 read before it).
 """
@@ -115,26 +115,36 @@ def kill_inside(root: Path, as_of: str, step: str, seconds: float) -> list[str]:
     """Start the workload, SIGKILL it ``seconds`` after ``step`` started; the steps that
     had finished by then."""
     process = workload(root, as_of)
+    seen = []
     for line in process.stdout:
+        seen.append(line)
         if json.loads(line).get("started") == step:
             break
     time.sleep(seconds)
     process.send_signal(signal.SIGKILL)
     out, _ = process.communicate()
     assert process.returncode == -signal.SIGKILL, process.log.read_text()[-3000:]
-    return [json.loads(line)["step"] for line in out.splitlines() if "step" in json.loads(line)]
+    records = [json.loads(line) for line in [*seen, *out.splitlines()]]
+    return [record["step"] for record in records if "step" in record]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("step", STEPS)
-def test_sigkill_inside_each_step_then_rerun_loses_and_duplicates_nothing(base, tmp_path, step):
+def test_sigkill_inside_each_step_then_rerun_loses_and_duplicates_nothing(base, tmp_path):
+    """One date's workload killed inside each of its steps in turn: each start reruns (or
+    finds done) what the one before finished and is killed inside the next step; after
+    every kill each table reads at its last version; the last start runs to the end and
+    leaves the tables of the uninterrupted run, with no duplicated event."""
     root, reference, seconds = base
-    rng = random.Random(20261129 + STEPS.index(step))
     trial_root = tmp_path / "trial"
     shutil.copytree(root, trial_root, symlinks=True)
-    finished = kill_inside(trial_root, DATES[1], step, seconds[step] * (0.1 + 0.3 * rng.random()))
-    assert step not in finished, f"{step} ended before the kill: {finished}"
-    read_all(trial_root)  # every table opens and reads at its last version
+    for step in STEPS:
+        rng = random.Random(20261129 + STEPS.index(step))
+        finished = kill_inside(
+            trial_root, DATES[1], step, seconds[step] * (0.1 + 0.3 * rng.random())
+        )
+        assert step not in finished, f"{step} ended before the kill: {finished}"
+        assert finished == list(STEPS[: STEPS.index(step)]), finished
+        read_all(trial_root)  # every table opens and reads at its last version
     finish(workload(trial_root, DATES[1]))  # the rerun completes
     assert_same_tables(trial_root, reference)
     events = read_all(trial_root)["events"]
