@@ -11,6 +11,8 @@ STAMP := $(VENV)/.installed
 RECBOLE_VERSION := 1.2.1
 ML100K := .state/data/ml-100k/ml-100k.inter
 PYTEST_ARGS ?=
+# pytest-xdist worker processes for make test and test-quick (0: none, all in one process)
+TEST_WORKERS ?= 2
 AIRFLOW_PORT ?= 8080
 SERVE_PORT ?= 8000
 
@@ -135,10 +137,10 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 test: install redis postgres chromium lint ## Install (plus Debian's redis-server, PostgreSQL and chromium when missing), lint, then the whole test suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-quick: install ## The edit loop, < 3 min: unit tests and in-process checks (-m "not slow and not integration"), no lint
-	$(BIN)/pytest -m "not slow and not integration" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not integration" $(PYTEST_ARGS)
 
 lock: $(STAMP) ## Rewrite requirements/constraints.txt from the venv
 	(echo "# Full lock of the venv (pip freeze), used as pip constraints by the Makefile. Regenerate: make lock"; \

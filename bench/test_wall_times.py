@@ -102,9 +102,10 @@ def measure(suite: str) -> dict:
 
 # the two runs the README's testing lines quote: pytest as `make test` and `make
 # test-quick` run it (the Makefile's PYTEST_ARGS defaults), with the 12 slowest printed
+# (tests/test_readme.py checks these against the Makefile's recipes)
 WHOLE_RUNS = {
-    "make test": [],
-    "make test-quick": ["-m", "not slow and not integration"],
+    "make test": ["-n", "2", "--dist", "loadfile"],
+    "make test-quick": ["-n", "2", "--dist", "loadfile", "-m", "not slow and not integration"],
 }
 DURATION_LINE = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>call|setup|teardown)\s+(?P<test>\S+)$")
 

@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,8 @@ from vista import pipeline, state
 from vista.cli import app
 from vista.core.config import CONF_DIR, PROJECT_ROOT
 from vista.provenance import RESULTS_DIR
+
+BENCH = PROJECT_ROOT / "bench"
 
 README = PROJECT_ROOT / "README.md"
 BIN = Path(sys.executable).parent
@@ -534,7 +537,13 @@ def test_every_make_command_names_listed_targets_and_dry_runs():
         assert dry.returncode == 0, (target, dry.stderr)
         assert recipe_problems(dry.stdout, f"make -n {target}") == []
         assert own_recipe(target), target
-    assert own_recipe("test")[-1].strip() == ".venv/bin/pytest"
+    # the pytest runs bench/test_wall_times.py --suite measures are the Makefile's
+    spec = importlib.util.spec_from_file_location("wall_times", BENCH / "test_wall_times.py")
+    wall_times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wall_times)
+    for target in ("test", "test-quick"):
+        recipe = shlex.split(own_recipe(target)[-1])
+        assert recipe == [".venv/bin/pytest", *wall_times.WHOLE_RUNS[f"make {target}"]]
     assert own_recipe("run") == [".venv/bin/vista dag-test"]
 
 
