@@ -10,6 +10,7 @@ local S3, Redis or PostgreSQL server and no browser."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -17,6 +18,14 @@ from vista.core.snapshot import Snapshot
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("FEAST_USAGE", "False")
+
+# pytest-xdist's workers (make test runs two) have a bare __main__, no __spec__ and no
+# __file__, which pyspark.sql.connect (imported by Great Expectations) takes for a doctest
+# run: it then calls sys.exit(0) in the middle of collection. A worker's __main__ names
+# itself so that pyspark sees an ordinary program.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest-xdist worker>"
 
 
 # a test whose fixtures include one of these (directly or not) is an integration test:
