@@ -216,3 +216,36 @@ def test_the_ground_floor_and_the_steps_document_every_public_definition(module)
     tree = ast.parse(MODULES[module].read_text())
     missing = [name for name, node in public_definitions(tree) if not ast.get_docstring(node)]
     assert not missing, f"{module}: no docstring on {missing}"
+
+
+# ---------------------------------------------------------------- the README's folder table
+# folders whose every entry the README's row names (the others are described as a whole)
+LISTED_IN_FULL = ("conf", "models", "sources", "spark_jobs", "docs")
+
+
+def folder_table() -> dict[str, str]:
+    """The README's "What each folder holds" table: folder (no slash) -> its text."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## What each folder holds", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2:
+            for name in (n.strip("`").rstrip("/") for n in cells[0].split(", ")):
+                rows[name] = cells[1]
+    return rows
+
+
+def test_the_readme_folder_table_names_every_folder_of_the_tree():
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()  # fmt: skip
+    folders = {path.split("/", 1)[0] for path in tracked if "/" in path}
+    rows = folder_table()
+    assert folders <= set(rows), f"folders missing from the README's table: {folders - set(rows)}"
+    for folder in LISTED_IN_FULL:
+        entries = {p.name for p in (ROOT / folder).iterdir()
+                   if not p.name.startswith(("_", ".")) and p.name != "__pycache__"}  # fmt: skip
+        missing = sorted(e for e in entries if f"`{e}" not in rows[folder])
+        assert not missing, f"README's row for {folder}/ does not name {missing}"
