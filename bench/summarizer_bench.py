@@ -7,8 +7,13 @@ the same process, and the softmax reference where its N^2 scores fit in memory.
 
     .venv/bin/python bench/summarizer_bench.py               # CPU, default sizes
     .venv/bin/python bench/summarizer_bench.py --device cuda # where a GPU is present
+    .venv/bin/python bench/summarizer_bench.py --profile local   # the product's summarizer
 
-Prints a table and writes bench/results/summarizer_<device>.json.
+Without ``--profile`` it measures the bidirectional summarizer at the given shape and
+writes bench/results/summarizer_<device>.json. With ``--profile`` it measures that
+profile's summarizer (the embedded default: memory mode with its item sketch) at
+``--seeds`` x ``--dim``, ``--repeats`` times after a warm-up (median), and writes
+docs/results/summarizer-<profile>-<device>.{md,json} with the machine and commit.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -64,21 +70,21 @@ def measure_one(args) -> dict:
     import numpy as np
     import torch
 
-    from models.summarizer import VistaSummarizer, encode_histories
-    from vista.core.config import SummarizerConfig
+    from models.summarizer import VistaSummarizer, build_summarizer, encode_histories
+    from vista.core.config import SummarizerConfig, load_config
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg = SummarizerConfig(
-        n_seeds=args.seeds,
-        dim=args.dim,
-        n_layers=args.layers,
-        n_heads=args.heads,
-        vocab_size=100_003,
-        chunk_size=args.chunk,
-    )
     torch.manual_seed(0)
-    model = VistaSummarizer(cfg).to(device).eval()
+    if args.profile:
+        cfg = load_config(args.profile).summarizer.model_copy(
+            update={"n_seeds": args.seeds, "dim": args.dim, "chunk_size": args.chunk}
+        )
+        model = build_summarizer(cfg).to(device).eval()
+    else:
+        cfg = SummarizerConfig(n_seeds=args.seeds, dim=args.dim, n_layers=args.layers,
+                               n_heads=args.heads, vocab_size=100_003, chunk_size=args.chunk)  # fmt: skip
+        model = VistaSummarizer(cfg).to(device).eval()
     rng = np.random.default_rng(0)
     n = args.one
     as_of = 10**15
@@ -102,10 +108,10 @@ def measure_one(args) -> dict:
             _synchronize(device)
             times.append(time.perf_counter() - started)
         assert torch.isfinite(tokens).all()
-        seconds = min(times)
+        seconds = statistics.median(times) if args.profile else min(times)
         softmax_seconds = None
         scores_bytes = args.heads * (n + args.seeds) ** 2 * 4
-        if scores_bytes <= SOFTMAX_MEMORY_LIMIT:
+        if scores_bytes <= SOFTMAX_MEMORY_LIMIT and hasattr(model, "reference_forward"):
             _synchronize(device)
             started = time.perf_counter()
             model.reference_forward(batch, "softmax")
@@ -116,6 +122,7 @@ def measure_one(args) -> dict:
     result = {
         "events": n,
         "seconds": seconds,
+        "seconds_each": times,
         "events_per_second": n / seconds,
         "gflops_achieved": flops / seconds / 1e9,
         "peak_rss_bytes": peak_rss,
@@ -139,6 +146,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--profile", default="", help="measure this profile's summarizer")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
@@ -148,7 +156,17 @@ def main() -> None:
     for n in args.sizes:
         child = [sys.executable, __file__, "--one", str(n)] + [
             f"--{k}={getattr(args, k)}"
-            for k in ("seeds", "dim", "layers", "heads", "chunk", "repeats", "threads", "device")
+            for k in (
+                "seeds",
+                "dim",
+                "layers",
+                "heads",
+                "chunk",
+                "repeats",
+                "threads",
+                "device",
+                "profile",
+            )
         ]
         out = subprocess.run(child, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -164,43 +182,57 @@ def main() -> None:
         if {100_000, 1_000_000} <= by_n.keys()
         else None
     )
-    print()
-    header = (
-        f"{'events':>10} {'seconds':>9} {'events/s':>12} {'GFLOP/s':>8} {'% matmul':>9} "
-        f"{'peak MiB':>9} {'softmax s':>10}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        share = 100 * r["gflops_achieved"] / r["matmul_gflops"]["model_shape"]
-        soft = r["softmax_reference_seconds"]
-        print(
-            f"{r['events']:>10,} {r['seconds']:>9.3f} {r['events_per_second']:>12,.0f} "
-            f"{r['gflops_achieved']:>8.1f} {share:>8.0f}% "
-            f"{r['peak_rss_bytes'] / 2**20:>9.0f} "
-            f"{'n/a (N^2 too big)' if soft is None else f'{soft:.3f}':>10}"
-        )
-    if ratio is not None:
-        print(f"\nt(1M) / t(100k) = {ratio:.2f}   (linear cost means about 10)")
-    matmul = rows[0]["matmul_gflops"]
-    print(
-        f"plain matmul in the same process: model shape {matmul['model_shape']:.1f} GFLOP/s, "
-        f"2048^3 {matmul['square_2048']:.1f} GFLOP/s"
-    )
+    table = render(rows, ratio, args)
+    print("\n" + table)
     payload = {
         "benchmark": "summarizer",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device},
         "config": {
-            k: getattr(args, k) for k in ("seeds", "dim", "layers", "heads", "chunk", "threads")
+            k: getattr(args, k)
+            for k in ("seeds", "dim", "layers", "heads", "chunk", "threads", "repeats", "profile")
         },
         "rows": rows,
         "ratio_1m_over_100k": ratio,
     }
+    if args.profile:
+        from vista.provenance import RESULTS_DIR, provenance
+
+        stem = RESULTS_DIR / f"summarizer-{args.profile}-{args.device}"
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        stem.with_suffix(".md").write_text(table)
+        stem.with_suffix(".json").write_text(json.dumps({**payload, **provenance()}, indent=2))
+        print(f"wrote {stem}.md and .json")
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"summarizer_{args.device}.json"
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
+
+
+def render(rows: list[dict], ratio: float | None, args) -> str:
+    """The table: per history length its time, rate, share of the matmul rate measured in
+    the same process, peak memory; then t(1M)/t(100k) and the matmul rates."""
+    what = f"profile `{args.profile}`'s summarizer" if args.profile else "bidirectional summarizer"
+    lines = [f"Summarizer cost against history length ({what}, K={args.seeds}, D={args.dim}, "
+             f"{args.device}, {args.threads} threads; median of {args.repeats} after a "
+             f"warm-up)" if args.profile else f"Summarizer cost ({what})", "",
+             "| events | seconds | events/s | GFLOP/s | % of matmul | peak RSS MiB | softmax s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        share = 100 * r["gflops_achieved"] / r["matmul_gflops"]["model_shape"]
+        soft = r["softmax_reference_seconds"]
+        lines.append(f"| {r['events']:,} | {r['seconds']:.3f} | {r['events_per_second']:,.0f} | "
+                     f"{r['gflops_achieved']:.1f} | {share:.0f}% | "
+                     f"{r['peak_rss_bytes'] / 2**20:.0f} | "
+                     f"{'n/a' if soft is None else f'{soft:.3f}'} |")  # fmt: skip
+    lines.append("")
+    if ratio is not None:
+        lines.append(f"t(1M) / t(100k) = {ratio:.2f} (linear cost: about 10). ")
+    matmul = rows[0]["matmul_gflops"]
+    lines.append(f"Plain matmul in the same process: the model's shape {matmul['model_shape']:.1f} "
+                 f"GFLOP/s, 2048^3 {matmul['square_2048']:.1f} GFLOP/s.")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
