@@ -66,7 +66,8 @@ def measure(cfg, n: int, new: int, repeats: int) -> dict:
     error = ((refreshed - whole).abs().max() / whole.abs().max()).item()
     return {"events": n, "new_events": new, "full_seconds": full_s,
             "refresh_seconds": refresh_s, "speedup": full_s / refresh_s,
-            "max_relative_difference": error}  # fmt: skip
+            "max_relative_difference": error,
+            "state_bytes": cached.element_size() * cached.numel()}  # fmt: skip
 
 
 def render(rows: list[dict], meta: dict) -> str:
@@ -74,13 +75,13 @@ def render(rows: list[dict], meta: dict) -> str:
         f"Refresh of one user's summary, {meta['shape']}, {meta['threads']} thread(s), median "
         f"of {meta['repeats']} (bench/refresh_bench.py):",
         "",
-        "| events cached | new events | full pass (s) | refresh (s) | speedup | max relative difference |",
-        "|---|---|---|---|---|---|",
+        "| events cached | new events | full pass (s) | refresh (s) | speedup | max relative difference | cached state (bytes, fp32) |",
+        "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in rows:
         lines.append(f"| {r['events']:,} | {r['new_events']:,} | {r['full_seconds']:.3f} | "
                      f"{r['refresh_seconds']:.5f} | {r['speedup']:,.0f}x | "
-                     f"{r['max_relative_difference']:.1e} |")  # fmt: skip
+                     f"{r['max_relative_difference']:.1e} | {r.get('state_bytes', 0):,} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
