@@ -104,8 +104,16 @@ def measure(suite: str) -> dict:
 # test-quick` run it (the Makefile's PYTEST_ARGS defaults), with the 12 slowest printed
 # (tests/test_readme.py checks these against the Makefile's recipes)
 WHOLE_RUNS = {
-    "make test": ["-n", "2", "--dist", "loadfile"],
-    "make test-quick": ["-n", "2", "--dist", "loadfile", "-m", "not slow and not integration"],
+    "make test": ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"],
+    "make test-quick": [
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        "--no-loadscope-reorder",
+        "-m",
+        "not slow and not integration",
+    ],
 }
 DURATION_LINE = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>call|setup|teardown)\s+(?P<test>\S+)$")
 

@@ -33,10 +33,19 @@ if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
 HEAVY_FIXTURES = {"spark", "pipeline_run", "s3"}
 
 
+# the files that take longest (docs/results/test_suite.json's slowest), run first: `make
+# test` hands whole files to its two processes in this order (--dist loadfile
+# --no-loadscope-reorder), and the longest first keeps either from finishing alone
+RUN_FIRST = ("test_dag.py", "test_browser.py", "test_faults.py", "test_readme.py",
+             "test_spark_cluster.py", "test_bench.py", "test_dag_failures.py")  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+    rank = {name: i for i, name in enumerate(RUN_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
 
 
 def tiny_config(root, **overrides):
