@@ -136,6 +136,9 @@ def test_a_data_engineer_and_a_service_owner_walk_their_pages_in_a_browser(tmp_p
                 context = browser.new_context(viewport={"width": 1400, "height": 900})
                 context.on("request", lambda r: None if r.url.startswith(
                     (base, docs, "data:", "blob:")) else outside.append(r.url))  # fmt: skip
+                # make test runs this beside other heavy tests on two cores: the UI's pages
+                # (the asset graph most) can take longer than Playwright's 30 s default
+                context.set_default_timeout(180_000)
                 page = context.new_page()
 
                 # the data engineer: sign in, trigger vista_ingest with an as_of from its form
