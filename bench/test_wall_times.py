@@ -80,15 +80,21 @@ def counts(summary: str) -> dict[str, int]:
     return found
 
 
-def measure(suite: str) -> dict:
-    path = SUITES[suite]
-    command = [sys.executable, "-m", "pytest", path, "-q", "-p", "no:cacheprovider"]
+def run_pytest(args: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
+    """pytest with ``args`` in a process of its own: (the run, its wall seconds, the load
+    average at its start: other work on the machine slows it)."""
+    command = [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider"]
     env = {**os.environ, "GX_ANALYTICS_ENABLED": "false", "FEAST_USAGE": "False",
            "DO_NOT_TRACK": "1", "PYTHONPATH": str(ROOT)}  # fmt: skip
-    load = os.getloadavg()[0]  # other work on the machine slows the run
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
+    return done, time.perf_counter() - started, load
+
+
+def measure(suite: str) -> dict:
+    path = SUITES[suite]
+    done, seconds, load = run_pytest([path])
     tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     found = counts(tail)
     bad = found["failed"] + found["errors"] + found["skipped"]
@@ -120,13 +126,7 @@ DURATION_LINE = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>call|setup|teardown
 
 def measure_run(name: str) -> dict:
     """One whole pytest run: wall time, counts, the 12 slowest phases pytest printed."""
-    command = [sys.executable, "-m", "pytest", *WHOLE_RUNS[name], "-q", "-p", "no:cacheprovider"]
-    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false", "FEAST_USAGE": "False",
-           "DO_NOT_TRACK": "1", "PYTHONPATH": str(ROOT)}  # fmt: skip
-    load = os.getloadavg()[0]
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
+    done, seconds, load = run_pytest(WHOLE_RUNS[name])
     lines = done.stdout.strip().splitlines()
     found = counts(lines[-1] if lines else "")
     if done.returncode != 0 or found["failed"] + found["errors"]:
