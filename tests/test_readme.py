@@ -538,9 +538,7 @@ def test_every_make_command_names_listed_targets_and_dry_runs():
         assert recipe_problems(dry.stdout, f"make -n {target}") == []
         assert own_recipe(target), target
     # the pytest runs bench/test_wall_times.py --suite measures are the Makefile's
-    spec = importlib.util.spec_from_file_location("wall_times", BENCH / "test_wall_times.py")
-    wall_times = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(wall_times)
+    wall_times = wall_times_bench()
     for target in ("test", "test-quick"):
         recipe = shlex.split(own_recipe(target)[-1])
         assert recipe == [".venv/bin/pytest", *wall_times.WHOLE_RUNS[f"make {target}"]]
@@ -566,14 +564,20 @@ def test_every_shown_command_and_make_target_is_run_here_or_by_a_named_test():
     assert set(MAKE_RUN_BY) | set(MAKE_DRY_RUN_ONLY) <= set(make_targets())
 
 
+@cache
+def wall_times_bench():
+    """bench/test_wall_times.py as a module (a script, not a package's)."""
+    spec = importlib.util.spec_from_file_location("wall_times", BENCH / "test_wall_times.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_each_user_section_quotes_its_tests_wall_times_from_the_results():
     """The sentences are bench/test_wall_times.py's rendering of its committed records,
     each between results markers under its user's heading (tests/test_readme_results.py
     checks the README holds them as rendered)."""
-    spec = importlib.util.spec_from_file_location("test_wall_times",
-                                                  PROJECT_ROOT / "bench" / "test_wall_times.py")  # fmt: skip
-    times = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(times)
+    times = wall_times_bench()
     recorded = times.recorded_suites()
     assert set(recorded) == set(times.SUITES)
     text = readme()
