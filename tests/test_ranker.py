@@ -122,7 +122,8 @@ def test_training_set_errors_name_column_and_row_count():
 @pytest.mark.parametrize(
     ("variant", "extra"),
     [("vista", {}), ("vista", {"pooling": "sum", "recent_items": 50}), ("din_last100", {}),
-     ("sim_category", {}), ("full_attention", {}), ("full_attention", {"pooling": "sum"}),
+     ("sim_category", {}), ("sim_category", {"pooling": "softmax_sum"}), ("full_attention", {}),
+     ("full_attention", {"pooling": "sum"}), ("full_attention", {"pooling": "softmax_sum"}),
      ("blind", {})],
 )  # fmt: skip
 def test_serving_path_scores_one_users_candidates_like_the_batch_path(variant, extra):
@@ -214,6 +215,30 @@ def test_sum_pooling_reads_the_tokens_linearly():
         spec("vista", pooling="mean")
     with pytest.raises(ValueError, match="not din"):
         spec("vista", pooling="din")
+    with pytest.raises(ValueError, match="not softmax_sum"):
+        spec("vista", pooling="softmax_sum")
+
+
+def test_softmax_sum_pooling_keeps_a_short_historys_composition_and_a_long_ones_counts():
+    """A raw-history baseline reads users with 20 and with 16,384 events: the softmax read
+    of 3 keys is as large as any softmax read, where the sum read (scaled for 16,384 keys)
+    is all but zero; the same keys twice leave the softmax read unchanged and double
+    the sum read, so the mixed context tells them apart."""
+    import torch
+
+    from models.ranker.modules import SoftmaxSumPooling
+
+    torch.manual_seed(0)
+    pool = SoftmaxSumPooling(8, max_len=16384)
+    cand, keys = torch.randn(1, 2, 8), torch.randn(1, 3, 8)
+    twice = torch.cat([keys, keys], 1)
+    mask3, mask6 = torch.ones(1, 3, dtype=torch.bool), torch.ones(1, 6, dtype=torch.bool)
+    with torch.no_grad():
+        soft, total = pool.softmax(cand, keys, mask3), pool.sum(cand, keys, mask3)
+        assert soft.norm() > 20 * total.norm()
+        torch.testing.assert_close(pool.softmax(cand, twice, mask6), soft)
+        torch.testing.assert_close(pool.sum(cand, twice, mask6), 2 * total)
+        assert not torch.allclose(pool(cand, twice, mask6), pool(cand, keys, mask3))
 
 
 def test_rankers_start_from_the_summarizers_embeddings():

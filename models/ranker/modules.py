@@ -1,4 +1,5 @@
-"""The ranker's PyTorch modules: the poolings (``softmax``, ``sum``, ``din``; the
+"""The ranker's PyTorch modules: the poolings (``softmax``, ``sum``, ``softmax_sum``,
+``din``; the
 summary tokens' ``slot`` read lives in ``models.attention``) and ``Ranker``, which
 embeds the candidate, pools each key set conditioned on it and scores
 [candidate, context, candidate * context] with one MLP.
@@ -62,9 +63,29 @@ class DinPooling(nn.Module):
         return weights @ keys
 
 
+class SoftmaxSumPooling(nn.Module):
+    """Both reads of one key set, each with its own query and key projections, mixed by
+    a linear map: softmax weights keep a short history's composition (what a sum scaled
+    for 16k keys all but loses), unnormalised ones keep how many keys match (what a
+    softmax normalises away). For the raw-history baselines, which otherwise must choose
+    one for users with 20 and with 16,384 events alike."""
+
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__()
+        self.softmax = SoftmaxPooling(dim)
+        self.sum = SumPooling(dim, max_len)
+        self.mix = nn.Linear(2 * dim, dim)
+
+    def forward(self, candidates, keys, mask):
+        both = [self.softmax(candidates, keys, mask), self.sum(candidates, keys, mask)]
+        return self.mix(torch.cat(both, -1))
+
+
 def sequence_pooling(pooling: str, dim: int, max_len: int) -> nn.Module:
     if pooling == "sum":
         return SumPooling(dim, max_len)
+    if pooling == "softmax_sum":
+        return SoftmaxSumPooling(dim, max_len)
     return {"softmax": SoftmaxPooling, "din": DinPooling}[pooling](dim)
 
 

@@ -11,12 +11,14 @@ TAIL_ITEMS, TAIL_CATEGORIES = "tail_item_ids", "tail_categories"
 CATEGORY_ITEMS = "category_item_ids"
 BASE_COLUMNS = ("user_id", "item_id", "category", "label", "event_timestamp")
 VARIANTS = ("vista", "din_last100", "sim_category", "full_attention", "blind")
-POOLINGS = ("softmax", "sum", "slot", "din")
+POOLINGS = ("softmax", "sum", "slot", "din", "softmax_sum")
 # the pooling each variant is defined with, and the ones it may choose on validation
 DEFAULT_POOLING = {"vista": "softmax", "din_last100": "din", "sim_category": "din",
                    "full_attention": "softmax", "blind": "softmax"}  # fmt: skip
-POOLING_CHOICES = {"vista": ("softmax", "sum", "slot"), "din_last100": ("din", "softmax"),
-                   "sim_category": ("din", "softmax"), "full_attention": ("softmax", "sum"),
+POOLING_CHOICES = {"vista": ("softmax", "sum", "slot"),
+                   "din_last100": ("din", "softmax", "softmax_sum"),
+                   "sim_category": ("din", "softmax", "softmax_sum"),
+                   "full_attention": ("softmax", "sum", "softmax_sum"),
                    "blind": ("softmax",)}  # fmt: skip
 DIN_LENGTH = SIM_LENGTH = 100
 SCORING_CHUNK = 64  # fewest candidates per pass when scoring against one very long history
@@ -60,8 +62,8 @@ class RankerSpec:
             object.__setattr__(self, "pooling", DEFAULT_POOLING[self.variant])
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}: one of {POOLINGS}")
-        if self.variant == "vista" and self.pooling == "din":
-            raise ValueError("the summary tokens pool by softmax, sum or slot, not din")
+        if self.variant == "vista" and self.pooling in ("din", "softmax_sum"):
+            raise ValueError(f"the summary tokens pool by softmax, sum or slot, not {self.pooling}")
         if self.variant != "vista" and self.pooling == "slot":
             raise ValueError("slot pooling reads summary tokens: vista only")
 
