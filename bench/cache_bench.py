@@ -167,7 +167,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "profile": args.profile,
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "users": n,
         "n_tokens": k,
         "token_dim": d,

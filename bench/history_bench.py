@@ -225,7 +225,7 @@ def main() -> None:
     duckdb_out = work / "duckdb_histories.parquet"
     common = ["-p", args.profile, "--threads", str(args.threads),
               "--duckdb-memory", args.duckdb_memory]  # fmt: skip
-    day = ["--as-of", as_of.date().isoformat()]
+    day = ["--as-of", as_of.iso]
     rows = {}
     for name, worker_args in {
         "spark full build": ["--worker", "spark-full", *day],
@@ -238,7 +238,7 @@ def main() -> None:
     from vista.core import lake
     from vista.core.names import HISTORIES, PARTITION_COL
 
-    partition = f"/{PARTITION_COL}={as_of.date().isoformat()}/"
+    partition = f"/{PARTITION_COL}={as_of.iso}/"
     spark_files = [
         uri for uri in lake.open_table(cfg.paths.table(HISTORIES)).file_uris() if partition in uri
     ]
@@ -276,7 +276,7 @@ def main() -> None:
             "threads": args.threads,
         },
         "profile": args.profile,
-        "as_of": as_of.date().isoformat(),
+        "as_of": as_of.iso,
         "spark": cfg.spark.model_dump(),
         "generated": generated,
         "rows": rows,

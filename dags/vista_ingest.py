@@ -1,13 +1,17 @@
 """
 ### vista_ingest
 
-Events into the lake for one snapshot date (``as_of``): the synthetic generator, or the
+Events into the lake for one snapshot (``as_of``, a whole hour UTC): the synthetic generator, or the
 profile's source files (CSV, Parquet, JSON lines or a Delta table through a column
 mapping; bad rows go to the ``quarantine`` table with their reason). The critical
 ``events`` suite must pass before the ``vista_events`` asset is updated, which
 schedules ``vista_histories``.
 
-Schedule: ``$VISTA_INGEST_SCHEDULE`` (e.g. ``@daily``; manual runs only by default).
+Schedule: every ``snapshots.every_hours`` hours when the profile sets
+``snapshots.scheduled`` (conf/hourly.yaml: every 2 hours, as the paper refreshes);
+``$VISTA_INGEST_SCHEDULE`` (a cron or preset, or ``none``) overrides it; manual runs
+only by default. A snapshot in the future, off the cadence or older than the last one
+fails this DAG's first task before any work.
 Backfill: ``vista backfill --start ... --end ...`` on one machine, or
 ``airflow backfill create --dag-id vista_ingest --from-date ... --to-date ...``.
 """

@@ -48,6 +48,7 @@ import pyarrow as pa
 from sources.synthetic import EVENT_TYPES
 from vista.core.config import SourceConfig
 from vista.core.names import UNKNOWN_CATEGORY
+from vista.core.snapshot import Snapshot
 
 # reason code -> what it means; the quarantine table's ``reason`` is one of these
 REASONS = {
@@ -160,17 +161,23 @@ class SourceFiles:
 # ---------------------------------------------------------------- finding files
 def find_source_files(source: SourceConfig, as_of: dt.date | None = None) -> SourceFiles:
     """The files (or one Delta table) that ``source.events_path`` names: a file, a
-    folder of files, or a glob; ``{date}`` in the path is the run date (YYYY-MM-DD).
+    folder of files, or a glob; ``{date}`` in the path is the snapshot's date
+    (YYYY-MM-DD), ``{snapshot}`` the snapshot itself (YYYY-MM-DD at midnight, else
+    YYYY-MM-DDTHH: one landing folder per 2-hourly snapshot).
 
     In a folder or a glob, names starting with ``.`` or ``_`` (``_SUCCESS``, ``.crc``)
     are markers, not events; with ``source.format: auto`` a name whose format is not
     known from its suffix (compression suffixes and case aside) is not read either.
     Both are listed in ``skipped`` with why."""
     pattern = str(source.events_path)
-    if "{date}" in pattern:
+    if "{date}" in pattern or "{snapshot}" in pattern:
         if as_of is None:
-            raise SourceError(f"events_path {pattern} has {{date}} but no run date was given")
-        pattern = pattern.replace("{date}", as_of.isoformat())
+            raise SourceError(
+                f"events_path {pattern} names a snapshot's files but no run date was given"
+            )
+        snapshot = Snapshot.of(as_of)
+        pattern = pattern.replace("{date}", snapshot.date().isoformat())
+        pattern = pattern.replace("{snapshot}", snapshot.iso)
     path = Path(pattern)
     if source.format == "delta" or (path / "_delta_log").is_dir() or path.is_file():
         return SourceFiles([path], [])

@@ -108,9 +108,9 @@ def _dag_test(cfg, as_of: str, *flags: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def _vista(cfg, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def _vista(cfg, *args: str, timeout: int = 900, **settings: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **{f"VISTA__PATHS__{k.upper()}": str(getattr(cfg.paths, k))
-                            for k in ("state", "lake", "reports")}}  # fmt: skip
+                            for k in ("state", "lake", "reports")}, **settings}  # fmt: skip
     env.pop(airflow_runner.PASSWORD_ENV, None)
     vista = os.path.join(os.path.dirname(sys.executable), "vista")
     return subprocess.run([vista, *args], env=env, capture_output=True, text=True,
@@ -130,15 +130,17 @@ def _registered(cfg) -> dict[str, bool]:
 
 @pytest.fixture(scope="module")
 def backfilled(tmp_path_factory):
-    """`vista backfill` over the two dates before the tiny data's cutoff, on SQLite: the
-    chain of five DAGs through `airflow dags test`, the first date from scratch, the
+    """`vista backfill` over the two 2-hourly snapshots up to the tiny data's cutoff
+    (22:00 the day before, then midnight), on SQLite: the chain of five DAGs through
+    `airflow dags test` with hourly logical dates, the first snapshot from scratch, the
     second incremental from it. What the tests check of it is read here, before
-    test_dag_runs_end_to_end_on_tiny_data runs the last date again on the same lake."""
+    test_dag_runs_end_to_end_on_tiny_data runs the last snapshot again on the same lake
+    at the daily cadence (a lake moves between cadences without a migration)."""
     cfg = tiny_config(tmp_path_factory.mktemp("backfill"))
     last = Snapshot.of(pipeline.default_as_of(cfg))
-    first = (last - dt.timedelta(days=1)).date().isoformat()
+    first = Snapshot.of(last - dt.timedelta(hours=2), 2).iso
     result = _vista(cfg, "backfill", "--profile", "tiny", "--start", first, "--end", last.iso,
-                    timeout=1500)  # fmt: skip
+                    timeout=1500, VISTA__SNAPSHOTS__EVERY_HOURS="2")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     seen = {
         "stdout": result.stdout.splitlines(),

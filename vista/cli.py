@@ -80,7 +80,10 @@ Host = Annotated[
     str, typer.Option(help="address to listen on (0.0.0.0 to reach it from elsewhere)")
 ]
 AsOf = Annotated[
-    str | None, typer.Option("--as-of", help="snapshot date YYYY-MM-DD (default: data cutoff)")
+    str | None,
+    typer.Option(
+        "--as-of", help="snapshot YYYY-MM-DD or YYYY-MM-DDTHH, UTC (default: data cutoff)"
+    ),
 ]
 
 
@@ -91,7 +94,7 @@ def _config(profile: str | None, overrides: dict | None = None):
 def _as_of(cfg, as_of: str | None):
     from vista import pipeline
 
-    return Snapshot.of(as_of or pipeline.default_as_of(cfg))
+    return Snapshot.of(as_of or pipeline.default_as_of(cfg), cfg.snapshots.every_hours)
 
 
 def _print(result) -> None:
@@ -237,6 +240,7 @@ def run(
 
     cfg = _config(profile)
     date = _as_of(cfg, as_of)
+    pipeline.check_snapshot(cfg, date)
     for name in pipeline.RUN_STEPS:
         if name == "evaluate_and_report" and not evaluate:
             continue
@@ -347,14 +351,15 @@ def online(
         )
 
 
-def _run_chain(cfg, date: str, params: dict) -> None:
+def _run_chain(cfg, as_of: Snapshot, params: dict) -> None:
     from vista import airflow_runner
 
+    date = as_of.iso
     log_dir = cfg.paths.state / "logs" / f"dags_test_{date}"
     for dag_id in airflow_runner.CHAIN:
         log = log_dir / f"{dag_id}.log"
         typer.echo(f"running DAG {dag_id} for as_of {date} (log: {log}) ...", err=True)
-        status = airflow_runner.dag_test(cfg, date, log, params, dag_id=dag_id)
+        status = airflow_runner.dag_test(cfg, as_of.logical_date, log, params, dag_id=dag_id)
         # the next DAG runs here, next; not again when a scheduler starts
         airflow_runner.clear_queued_runs(cfg, airflow_runner.CHAIN)
         if status != 0:
@@ -378,11 +383,12 @@ def dag_test(
     from vista import pipeline, state
 
     cfg = _config(profile)
-    date = _as_of(cfg, as_of).iso
+    date = _as_of(cfg, as_of)
+    pipeline.check_snapshot(cfg, date, full=full_rebuild)
     params = {"full_rebuild": full_rebuild, "retrain_summarizer": retrain_summarizer,
               "evaluate": evaluate, "regenerate": regenerate}  # fmt: skip
     _run_chain(cfg, date, {k: v for k, v in params.items() if v})
-    run = pipeline.read_run_summary(state.report_dir(cfg, Snapshot.of(date)))
+    run = pipeline.read_run_summary(state.report_dir(cfg, date))
     typer.echo(pipeline.format_run_summary(run))
     typer.echo(f"run summary: {cfg.paths.reports / 'latest' / pipeline.RUN_SUMMARY_FILE}")
     _warn_paused(cfg)
@@ -398,24 +404,32 @@ def _warn_paused(cfg) -> None:
 
 @app.command()
 def backfill(
-    start: Annotated[str, typer.Option(help="first snapshot date, YYYY-MM-DD")],
-    end: Annotated[str, typer.Option(help="last snapshot date, YYYY-MM-DD (inclusive)")],
+    start: Annotated[str, typer.Option(help="first snapshot, YYYY-MM-DD or YYYY-MM-DDTHH")],
+    end: Annotated[
+        str, typer.Option(help="last snapshot (inclusive), YYYY-MM-DD or YYYY-MM-DDTHH")
+    ],
     profile: Profile = None,
     full_rebuild: Annotated[bool, typer.Option(help="DAG param full_rebuild")] = False,
 ) -> None:
-    """Run the DAG chain for every date from --start to --end, oldest first (each date's
-    histories build on the one before). With a scheduler running, `airflow backfill
-    create --dag-id vista_ingest` does the same through asset triggers."""
+    """Run the DAG chain for every snapshot from --start to --end, every
+    snapshots.every_hours hours, oldest first (each snapshot's histories build on the one
+    before). With a scheduler running, `airflow backfill create --dag-id vista_ingest`
+    does the same through asset triggers."""
+    from vista import pipeline
+
     cfg = _config(profile)
-    first, last = _as_of(cfg, start).date(), _as_of(cfg, end).date()
+    first, last = _as_of(cfg, start), _as_of(cfg, end)
     if last < first:
-        typer.echo(f"error: --end {last} is before --start {first}", err=True)
+        typer.echo(f"error: --end {last.iso} is before --start {first.iso}", err=True)
         raise typer.Exit(2)
-    day = first
-    while day <= last:
-        _run_chain(cfg, day.isoformat(), {"full_rebuild": True} if full_rebuild else {})
-        typer.echo(f"{day}: done")
-        day += dt.timedelta(days=1)
+    pipeline.check_snapshot(cfg, first, full=full_rebuild)
+    pipeline.check_snapshot(cfg, last, full=full_rebuild)
+    step = dt.timedelta(hours=cfg.snapshots.every_hours)
+    moment = first
+    while moment <= last:
+        _run_chain(cfg, moment, {"full_rebuild": True} if full_rebuild else {})
+        typer.echo(f"{moment.iso}: done")
+        moment = Snapshot.of(moment + step)
 
 
 @app.command("airflow-ui")

@@ -50,8 +50,9 @@ PARAM_SPECS: dict[str, tuple[Any, Any, str]] = {
                 "$VISTA_PROFILE, else the profile of the asset event that triggered the run, "
                 "else local"),
     "as_of": (None, ["null", "string"],
-              "snapshot date (YYYY-MM-DD); default: the triggering asset event's as_of, "
-              "else the run's logical date, else the data's cutoff"),
+              "snapshot, a whole hour UTC (YYYY-MM-DD for midnight, or YYYY-MM-DDTHH); "
+              "default: the triggering asset event's as_of, else the run's logical date "
+              "floored to snapshots.every_hours, else the data's cutoff"),
     "regenerate": (False, "boolean",
                    "synthetic profiles: rewrite the data even if present; sources: ingest "
                    "every file again from scratch (tables are replaced)"),
@@ -66,7 +67,7 @@ PARAM_SPECS: dict[str, tuple[Any, Any, str]] = {
                  "report (reports/<as_of>/report.md)"),
 }  # fmt: skip
 DAG_PARAMS = {
-    "vista_ingest": ["profile", "as_of", "regenerate"],
+    "vista_ingest": ["profile", "as_of", "regenerate", "full_rebuild"],
     "vista_histories": ["profile", "as_of", "full_rebuild"],
     "vista_summaries": ["profile", "as_of", "full_rebuild", "retrain_summarizer"],
     "vista_features": ["profile", "as_of"],
@@ -86,8 +87,7 @@ def params(dag_id: str) -> dict:
     out = {}
     for name in DAG_PARAMS[dag_id]:
         default, kind, description = PARAM_SPECS[name]
-        extra = {"format": "date"} if name == "as_of" else {}
-        out[name] = Param(default, type=kind, description=description, **extra)
+        out[name] = Param(default, type=kind, description=description)
     return out
 
 
@@ -109,8 +109,15 @@ def dag_settings(dag_id: str) -> dict:
 
 def ingest_schedule() -> str | None:
     """The ingest DAG's schedule: $VISTA_INGEST_SCHEDULE (a cron or preset; 'none' for
-    manual runs only, the default for the fixed-in-time synthetic profiles)."""
-    value = os.environ.get("VISTA_INGEST_SCHEDULE", "none").strip()
+    manual runs only), else the profile's cadence (``snapshots.every_hours``) when
+    ``snapshots.scheduled``, else manual runs only (the fixed-in-time synthetic profiles)."""
+    value = os.environ.get("VISTA_INGEST_SCHEDULE")
+    if value is None:
+        from vista.core.config import load_config
+
+        snapshots = load_config(os.environ.get("VISTA_PROFILE") or None).snapshots
+        return snapshots.cron if snapshots.scheduled else None
+    value = value.strip()
     return None if value.lower() in ("", "none", "null") else value
 
 
@@ -137,7 +144,9 @@ def run_config(context):
                       or extra.get("profile") or None)  # fmt: skip
     chosen = (params.get("as_of") or extra.get("as_of") or context.get("logical_date")
               or pipeline.default_as_of(cfg))  # fmt: skip
-    return cfg, Snapshot.of(chosen)
+    # a manual trigger's logical date is the moment it was made: the snapshot is the
+    # last one of the cadence before it
+    return cfg, Snapshot.of(chosen, cfg.snapshots.every_hours)
 
 
 def run_step(step: str, **kwargs) -> dict:
@@ -150,11 +159,16 @@ def run_step(step: str, **kwargs) -> dict:
     from sources.ingest import SourceError
     from validation.checkpoints import DataQualityError
     from vista import pipeline
+    from vista.core.errors import SettingError
 
-    cfg, as_of = run_config(get_current_context())
+    context = get_current_context()
+    cfg, as_of = run_config(context)
     try:
+        if step == "ingest_events":  # the chain's first task: a bad snapshot stops here
+            full = bool((context.get("params") or {}).get("full_rebuild"))
+            pipeline.check_snapshot(cfg, as_of, full=full)
         result = pipeline.STEPS[step](cfg, as_of, **kwargs)
-    except (DataQualityError, SourceError) as exc:
+    except (DataQualityError, SourceError, SettingError) as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
     pipeline.record_step(cfg, as_of, step, result)
     return result

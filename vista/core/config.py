@@ -476,6 +476,22 @@ class ServingConfig(_Section):
     stale_summaries: Literal["cold_start", "score"] = "cold_start"
 
 
+class SnapshotsConfig(_Section):
+    """When snapshots are taken: every ``every_hours`` hours from 00:00 UTC (24: once a
+    day, the partition values stay plain dates). The paper refreshes every 2 hours."""
+
+    every_hours: Literal[1, 2, 3, 4, 6, 8, 12, 24] = 24
+    # the ingest DAG triggers itself on the cadence (its logical date is the snapshot);
+    # off for the fixed-in-time synthetic profiles, whose data ends at one cutoff.
+    # $VISTA_INGEST_SCHEDULE (a cron or preset, or 'none') overrides it
+    scheduled: bool = False
+
+    @property
+    def cron(self) -> str:
+        """The ingest DAG's schedule for this cadence."""
+        return "@daily" if self.every_hours == 24 else f"0 */{self.every_hours} * * *"
+
+
 class AirflowConfig(_Section):
     """The Airflow that `vista dag-test` and `vista airflow-ui` start: where its metadata
     lives and how many tasks run at once. On Kubernetes the Helm chart sets these
@@ -575,7 +591,8 @@ class ProbeConfig(_Section):
 
 class SourceConfig(_Section):
     """Events of one's own, instead of the synthetic generator: a file, a folder of files,
-    a glob or a Delta table; ``{date}`` in the path is the run date (YYYY-MM-DD)."""
+    a glob or a Delta table; ``{date}`` in the path is the snapshot's date (YYYY-MM-DD),
+    ``{snapshot}`` the snapshot (YYYY-MM-DD, or YYYY-MM-DDTHH off midnight)."""
 
     events_path: Path
     # auto: from the file suffix in any case (.csv/.tsv/.txt/.dat/.inter, .parquet,
@@ -643,9 +660,10 @@ class SourceConfig(_Section):
             if self.label_column not in self.columns:
                 raise ValueError(f"split per_user needs the label column {self.label_column!r} "
                                  "mapped in columns (held-out events become labelled impressions)")  # fmt: skip
-            if "{date}" in str(self.events_path):
+            if "{date}" in str(self.events_path) or "{snapshot}" in str(self.events_path):
                 raise ValueError("split per_user splits each user's whole history at once; "
-                                 "events_path cannot name one day's files with {date}")  # fmt: skip
+                                 "events_path cannot name one snapshot's files with {date} "
+                                 "or {snapshot}")  # fmt: skip
         return self
 
     def resolved(self, root: Path) -> SourceConfig:
@@ -675,6 +693,7 @@ class VistaConfig(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     features: FeaturesConfig = FeaturesConfig()
     serving: ServingConfig = ServingConfig()
+    snapshots: SnapshotsConfig = SnapshotsConfig()
     airflow: AirflowConfig = AirflowConfig()
     probe: ProbeConfig = ProbeConfig()
     source: SourceConfig | None = None

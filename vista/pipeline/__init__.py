@@ -26,7 +26,7 @@ from vista.pipeline.histories import (
 )
 from vista.pipeline.ingest import ingest_events, ingest_files, ingest_source
 from vista.pipeline.ingest_checks import validate_events
-from vista.pipeline.partitions import default_as_of
+from vista.pipeline.partitions import check_snapshot, default_as_of
 from vista.pipeline.publish import publish_features
 from vista.pipeline.ranking import (
     mark_cold_start,
@@ -73,6 +73,7 @@ __all__ = [
     "STEPS",
     "build_histories",
     "build_raw_features",
+    "check_snapshot",
     "default_as_of",
     "evaluate_and_report",
     "format_run_summary",

@@ -25,6 +25,7 @@ from vista.core.snapshot import Snapshot
 from vista.pipeline.partitions import (
     INPUTS_KEY,
     built_from,
+    check_snapshot,
     inputs_fingerprint,
     partition_stats,
     partition_version,
@@ -41,6 +42,7 @@ def build_histories(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> di
     snapshot when there is one (unless ``full``), from all events otherwise."""
     from spark_jobs.histories import build_user_histories, update_user_histories
 
+    check_snapshot(cfg, as_of, full)
     path = cfg.paths.table(HISTORIES)
     previous = None if full else previous_snapshot(path, as_of)
     mode = "full" if previous is None else f"incremental from {previous}"

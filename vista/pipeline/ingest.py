@@ -112,7 +112,7 @@ def ingest_source(cfg: VistaConfig, as_of: Snapshot, force: bool = False) -> dic
     if force:
         for name in (EVENTS, IMPRESSIONS, QUARANTINE):
             lake.delete_table(cfg.paths.table(name))
-    found = find_source_files(cfg.source, as_of.date())
+    found = find_source_files(cfg.source, as_of)
     return ingest_files(cfg, as_of, found.files, found.skipped)
 
 

@@ -5,21 +5,20 @@ A step that rewrites a snapshot partition stamps the commit with the fingerprint
 inputs (``INPUTS_KEY``: the versions of the tables it read, its settings); a rerun with
 the same fingerprint finds that commit (``built_from``) and returns its version instead
 of writing again. Tables are partitioned by ``vista.core.names.PARTITION_COL``
-(the snapshot date, ``YYYY-MM-DD``).
+(the snapshot, ``YYYY-MM-DD`` or ``YYYY-MM-DDTHH``: ``vista.core.snapshot``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 from vista.core import lake
 from vista.core.config import VistaConfig
-from vista.core.names import (
-    PARTITION_COL,
-)
-from vista.core.snapshot import Snapshot
+from vista.core.names import HISTORIES, PARTITION_COL
+from vista.core.snapshot import Snapshot, check_new_snapshot
 
 
 def default_as_of(cfg: VistaConfig) -> str:
@@ -31,6 +30,25 @@ def default_as_of(cfg: VistaConfig) -> str:
 
         return source_as_of(cfg.source).isoformat()
     return cfg.generator.cutoff.date().isoformat()
+
+
+def world_now(cfg: VistaConfig) -> dt.datetime:
+    """The latest instant a snapshot may take: the wall clock for real data; for the
+    synthetic generator, whose world keeps its own calendar, the end of its impressions."""
+    if cfg.source is not None:
+        return dt.datetime.now(dt.UTC)
+    return cfg.generator.cutoff + dt.timedelta(days=cfg.generator.impression_days)
+
+
+def check_snapshot(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> None:
+    """Refuse, before any work, a snapshot the profile's cadence would not take (in the
+    future, off ``snapshots.every_hours``, or older than the newest snapshot of the
+    histories table unless it is one of them or ``full`` rebuilds it from all events)."""
+    path = cfg.paths.table(HISTORIES)
+    existing = [] if full or not lake.table_exists(path) else [
+        p[PARTITION_COL] for p in lake.open_table(path).partitions()
+    ]  # fmt: skip
+    check_new_snapshot(as_of, cfg.snapshots.every_hours, existing, world_now(cfg))
 
 
 def spark_of(cfg: VistaConfig):
@@ -66,7 +84,7 @@ def partition_version(path: Path, as_of: Snapshot | str | None) -> int | None:
 
 
 def previous_snapshot(path: Path, as_of: Snapshot) -> str | None:
-    """The latest as_of_date partition strictly before ``as_of``, if any."""
+    """The latest snapshot partition strictly before ``as_of``, if any."""
     if not lake.table_exists(path):
         return None
     dates = [p[PARTITION_COL] for p in lake.open_table(path).partitions()]

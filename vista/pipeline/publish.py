@@ -20,14 +20,15 @@ from vista.state import (
 
 
 def publish_features(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
-    """feast apply, then materialize summaries up to the end of ``as_of``'s day."""
+    """feast apply, then materialize the summaries stamped before the next snapshot
+    (``snapshots.every_hours`` after ``as_of``): the online store serves ``as_of``'s."""
     summaries = summaries_path(cfg)
     if not lake.table_exists(summaries):
         # else Feast fails deep in DuckDB, naming neither the table nor the step
         raise MissingStateError(f"no summaries at {summaries}: run `vista summarize` first")
     store = features.apply_repo(cfg)
     started = time.perf_counter()
-    end = as_of + dt.timedelta(days=1)
+    end = as_of + dt.timedelta(hours=cfg.snapshots.every_hours)
     features.materialize(store, start=end - dt.timedelta(days=cfg.features.materialize_days),
                          end=end)  # fmt: skip
     sample = read_summaries(cfg, as_of)["user_id"].head(3).tolist()
