@@ -12,6 +12,7 @@ from typing import Any
 from vista.core.config import VistaConfig
 from vista.core.snapshot import Snapshot
 from vista.evaluation import evaluate_rankers
+from vista.provenance import provenance
 from vista.report import write_report
 from vista.state import (
     report_dir,
@@ -22,7 +23,8 @@ def evaluate_and_report(cfg: VistaConfig, as_of: Snapshot, progress: bool = True
     """Every ranker variant x seeds on the Feast evaluation set -> reports/<as_of>/report.md
     (tables and plots); returns the headline figures and the files written."""
     started = time.perf_counter()
-    evaluation = evaluate_rankers(cfg, as_of, progress)
+    origin = provenance()  # the code that trains and scores, before it runs for an hour
+    evaluation = {**evaluate_rankers(cfg, as_of, progress), "provenance": origin}
     title = f"Ranker evaluation: VISTA against raw-history baselines ({cfg.profile}, {as_of.iso})"
     files = write_report(report_dir(cfg, as_of), evaluation, title)
     headline = {
