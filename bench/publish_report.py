@@ -60,6 +60,31 @@ def render(report: str, evaluation: dict, origin: dict, profile: str, command: s
     return "\n\n".join(blocks) + "\n"
 
 
+def publish_probes(folder: Path, profile: str, command: str) -> int:
+    """docs/results/probes-<profile>.{json,md} from the snapshot's probes.json."""
+    from vista.probing import render_probe_section
+
+    source = folder / "probes.json"
+    if not source.exists():
+        print(
+            f"error: no probes in {folder}: run `vista probe -p {profile}` first", file=sys.stderr
+        )
+        return 2
+    found = json.loads(source.read_text())
+    origin = found.get("provenance") or provenance()
+    name = f"probes-{profile}"
+    (RESULTS_DIR / f"{name}.json").write_text(
+        json.dumps({**origin, "command": command, **found}, indent=1, default=str) + "\n"
+    )
+    head = (f"`{command}` (profile `{profile}`, snapshot {found['as_of']}, summarizer "
+            f"{found['summarizer_version']}; {origin['machine']['cpus']} CPUs, commit "
+            f"{origin['commit'][:10]}{' (dirty)' if origin['dirty'] else ''}; "
+            "`bench/publish_report.py --probes`)")  # fmt: skip
+    (RESULTS_DIR / f"{name}.md").write_text(f"{head}\n\n{render_probe_section(found).strip()}\n")
+    print(f"wrote {RESULTS_DIR / name}.json and .md")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="lifelong")
@@ -67,11 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         "--as-of", default=None, help="the report's snapshot (default: the data cutoff)"
     )
     parser.add_argument("--command", default="make report", help="what produced the report")
+    parser.add_argument("--probes", action="store_true",
+                        help="publish the snapshot's probes.md (vista probe) instead")  # fmt: skip
     args = parser.parse_args(argv)
     cfg = load_config(args.profile)
     from vista import pipeline
 
     folder = report_dir(cfg, Snapshot.of(args.as_of or pipeline.default_as_of(cfg)))
+    if args.probes:
+        return publish_probes(folder, cfg.profile, args.command)
     report_md, evaluation_json = folder / "report.md", folder / "evaluation.json"
     if not report_md.exists() or not evaluation_json.exists():
         print(f"error: no report in {folder}: run `vista evaluate-and-report -p {args.profile}` "

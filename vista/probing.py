@@ -31,6 +31,7 @@ from vista.core import lake
 from vista.core.config import VistaConfig
 from vista.core.names import HISTORIES, PARTITION_COL, SUMMARIES
 from vista.core.snapshot import Snapshot
+from vista.provenance import provenance
 from vista.state import checkpoint_dir, current_summarizer, summarizer_versions
 
 FALLBACK_CATEGORIES = 16
@@ -165,6 +166,7 @@ def run_probes(cfg: VistaConfig, as_of: Snapshot, progress: bool = True) -> dict
     from models.summarizer import load_checkpoint
 
     started = time.perf_counter()
+    origin = provenance()  # the code that probes, before it runs for minutes
     current = current_summarizer(cfg)
     stored = snapshot_summarizer_version(cfg, as_of, current["version"])
     check_versions(current["version"], stored, as_of)
@@ -207,6 +209,7 @@ def run_probes(cfg: VistaConfig, as_of: Snapshot, progress: bool = True) -> dict
     return {
         "as_of": as_of.iso,
         "profile": cfg.profile,
+        "provenance": origin,
         "summarizer_version": current["version"],
         # None: the snapshot has no stored summaries (nothing to mix with)
         "snapshot_summarizer_version": stored,
