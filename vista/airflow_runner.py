@@ -129,18 +129,39 @@ def ensure_airflow_db(cfg: VistaConfig) -> None:
         _MIGRATED_SERVERS.add(url)
 
 
-def dag_test(
-    cfg: VistaConfig, as_of: str, log: Path, conf: dict | None = None, dag_id: str = CHAIN[0]
-) -> int:
-    """`airflow dags test <dag_id> <as_of> --conf <params>` with the params that DAG
-    takes; returns its exit code, output in ``log``."""
+def run_chain(cfg: VistaConfig, logical_date: str, log_dir: Path, conf: dict | None = None,
+              on_start=None) -> str | None:  # fmt: skip
+    """`airflow dags test` for each DAG of the chain in order, in one process
+    (``vista.airflow_chain``), each DAG's output in ``log_dir/<dag_id>.log``; calls
+    ``on_start(dag_id)`` as each starts. Returns the DAG that failed, or None."""
     ensure_airflow_db(cfg)
-    args = ["dags", "test", dag_id, as_of]
-    conf = {k: v for k, v in (conf or {}).items() if k in DAG_PARAMS[dag_id]}
-    if conf:
-        args += ["--conf", json.dumps(conf)]
-    result = _airflow(cfg, args, log)
-    return result.returncode
+    confs = {dag_id: {k: v for k, v in (conf or {}).items() if k in DAG_PARAMS[dag_id]}
+             for dag_id in CHAIN}  # fmt: skip
+    command = [sys.executable, "-m", "vista.airflow_chain", logical_date, str(log_dir),
+               json.dumps(confs), *CHAIN]  # fmt: skip
+    env = {**os.environ, **airflow_environment(cfg)}
+    log_dir.mkdir(parents=True, exist_ok=True)
+    pending, failed = list(CHAIN), None
+    if on_start:
+        on_start(pending[0])
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True) as chain:  # fmt: skip
+        for line in chain.stderr:
+            dag_id, _, status = line.strip().partition(" ")
+            if dag_id not in pending or not status.lstrip("-").isdigit():
+                continue  # Airflow's start-up output, before the logs take it
+            pending.remove(dag_id)
+            if int(status) != 0:
+                failed = dag_id
+                break
+            if pending and on_start:
+                on_start(pending[0])
+        returncode = chain.wait()
+    # the next DAG ran here; no scheduler should start it again later
+    clear_queued_runs(cfg, CHAIN)
+    if failed is None and returncode != 0:  # died inside a DAG: the one that was running
+        failed = pending[0] if pending else CHAIN[-1]
+    return failed
 
 
 ADMIN_USER = "admin"

@@ -356,17 +356,18 @@ def _run_chain(cfg, as_of: Snapshot, params: dict) -> None:
 
     date = as_of.iso
     log_dir = cfg.paths.state / "logs" / f"dags_test_{date}"
-    for dag_id in airflow_runner.CHAIN:
+
+    def started(dag_id: str) -> None:
         log = log_dir / f"{dag_id}.log"
         typer.echo(f"running DAG {dag_id} for as_of {date} (log: {log}) ...", err=True)
-        status = airflow_runner.dag_test(cfg, as_of.logical_date, log, params, dag_id=dag_id)
-        # the next DAG runs here, next; not again when a scheduler starts
-        airflow_runner.clear_queued_runs(cfg, airflow_runner.CHAIN)
-        if status != 0:
-            lines = log.read_text().splitlines() if log.exists() else []
-            typer.echo("\n".join(lines[-60:]), err=True)
-            typer.echo(f"error: DAG {dag_id} failed for as_of {date}; full log: {log}", err=True)
-            raise typer.Exit(1)
+
+    failed = airflow_runner.run_chain(cfg, as_of.logical_date, log_dir, params, started)
+    if failed is not None:
+        log = log_dir / f"{failed}.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        typer.echo("\n".join(lines[-60:]), err=True)
+        typer.echo(f"error: DAG {failed} failed for as_of {date}; full log: {log}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command("dag-test")
