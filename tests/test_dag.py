@@ -277,3 +277,26 @@ def test_backfill_rejects_an_end_before_its_start():
     )  # fmt: skip
     assert result.returncode == 2
     assert "--end 2026-07-30 is before --start 2026-07-31" in result.stderr
+
+
+def test_the_chain_runner_sends_each_dags_output_to_its_own_log(tmp_path):
+    """Everything a DAG writes (Python, the C level, child processes such as Spark's JVM)
+    lands in that DAG's log; the process's own output is back afterwards."""
+    log = tmp_path / "logs" / "vista_ingest.log"
+    code = (
+        "import os, subprocess, sys\n"
+        "from vista.airflow_chain import output_to\n"
+        f"with output_to(__import__('pathlib').Path({str(log)!r})):\n"
+        "    print('from python')\n"
+        "    os.write(1, b'from the file descriptor\\n')\n"
+        "    subprocess.run([sys.executable, '-c', 'import sys; print(\"from a child\", file=sys.stderr)'])\n"
+        "print('after')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    assert log.read_text().splitlines() == [
+        "from python",
+        "from the file descriptor",
+        "from a child",
+    ]
+    assert done.stdout == "after\n"
