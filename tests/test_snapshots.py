@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import tiny_config
 from vista.core.errors import SettingError
-from vista.core.snapshot import Snapshot, check_new_snapshot
+from vista.core.snapshot import Snapshot, check_new_snapshot, snapshots_between
 
 UTC = dt.UTC
 SECOND = dt.timedelta(seconds=1)
@@ -57,6 +57,21 @@ def test_a_moment_is_floored_to_the_last_snapshot_of_the_cadence():
     # Airflow's logical dates are pendulum datetimes, in any zone
     logical = pendulum.datetime(2026, 10, 29, 6, 37, tz="Europe/Berlin")  # CET: 05:37 UTC
     assert Snapshot.of(logical, 2).iso == "2026-10-29T04"
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "hours", "isos"),
+    [
+        ("2026-10-28T20", "2026-10-29T02", 2,
+         ["2026-10-28T20", "2026-10-28T22", "2026-10-29", "2026-10-29T02"]),
+        ("2026-10-27", "2026-10-29", 24, ["2026-10-27", "2026-10-28", "2026-10-29"]),
+        ("2026-10-29", "2026-10-29", 2, ["2026-10-29"]),
+        ("2026-10-29T02", "2026-10-29", 2, []),
+    ],
+)  # fmt: skip
+def test_backfill_walks_every_snapshot_of_the_cadence_once(first, last, hours, isos):
+    walked = snapshots_between(Snapshot.of(first), Snapshot.of(last), hours)
+    assert [s.iso for s in walked] == isos
 
 
 @pytest.mark.parametrize(

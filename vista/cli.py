@@ -6,7 +6,6 @@ one failure handler they share.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sys
@@ -20,7 +19,7 @@ from typer.core import TyperGroup
 
 from vista.core import errors
 from vista.core.config import load_config
-from vista.core.snapshot import Snapshot
+from vista.core.snapshot import Snapshot, snapshots_between
 
 
 class _Commands(TyperGroup):
@@ -425,12 +424,9 @@ def backfill(
         raise typer.Exit(2)
     pipeline.check_snapshot(cfg, first, full=full_rebuild)
     pipeline.check_snapshot(cfg, last, full=full_rebuild)
-    step = dt.timedelta(hours=cfg.snapshots.every_hours)
-    moment = first
-    while moment <= last:
+    for moment in snapshots_between(first, last, cfg.snapshots.every_hours):
         _run_chain(cfg, moment, {"full_rebuild": True} if full_rebuild else {})
         typer.echo(f"{moment.iso}: done")
-        moment = Snapshot.of(moment + step)
 
 
 @app.command("airflow-ui")

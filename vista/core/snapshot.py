@@ -102,6 +102,16 @@ class Snapshot(dt.datetime):
         return (Snapshot.of, (self.iso,))
 
 
+def snapshots_between(first: Snapshot, last: Snapshot, every_hours: int) -> list[Snapshot]:
+    """The snapshots of an ``every_hours`` cadence from ``first`` to ``last``, both
+    included, oldest first (``first`` itself even when off the cadence)."""
+    step, out, moment = dt.timedelta(hours=every_hours), [], first
+    while moment <= last:
+        out.append(moment)
+        moment = Snapshot.of(moment + step, every_hours)
+    return out
+
+
 def _parse(value: str) -> dt.datetime:
     text = value.strip()
     try:
