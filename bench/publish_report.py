@@ -22,7 +22,7 @@ from pathlib import Path
 
 from vista.core.config import load_config
 from vista.core.snapshot import Snapshot
-from vista.provenance import RESULTS_DIR, provenance
+from vista.provenance import PROJECT_ROOT, RESULTS_DIR, provenance
 from vista.state import report_dir
 
 KEPT = (
@@ -32,6 +32,14 @@ KEPT = (
     "Headroom captured",
     "The world's headroom",
 )
+
+
+def relative(path: Path) -> str:
+    """``path`` from the project root when under it (a result file names no machine)."""
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return path.name
 
 
 def kept_sections(report: str) -> list[tuple[str, str]]:
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"report-{cfg.profile}"
     out = RESULTS_DIR / f"{name}.json"
     out.write_text(json.dumps({**origin, "command": args.command, "profile": cfg.profile,
-                               "report": str(report_md), "evaluation": evaluation},
+                               "report": relative(report_md), "evaluation": evaluation},
                               indent=1, default=str) + "\n")  # fmt: skip
     text = render(report_md.read_text(), evaluation, origin, cfg.profile, args.command)
     Path(RESULTS_DIR / f"{name}.md").write_text(text)
