@@ -186,6 +186,14 @@ def test_the_ingest_dag_runs_on_the_profile_cadence_when_the_profile_says_so(tmp
     monkeypatch.delenv("VISTA_INGEST_SCHEDULE", raising=False)
     monkeypatch.setenv("VISTA_PROFILE", str(profile))
     assert orchestration.ingest_schedule() == "0 */2 * * *"
+    from vista import airflow_runner
+    from vista.core.config import load_config
+
+    # the environment Airflow is started with carries the profile's schedule
+    scheduled = load_config(str(profile), environ={})
+    assert airflow_runner.airflow_environment(scheduled)["VISTA_INGEST_SCHEDULE"] == "0 */2 * * *"
+    assert airflow_runner.airflow_environment(load_config("hourly", environ={}))[
+        "VISTA_INGEST_SCHEDULE"] == "none"  # fmt: skip
     monkeypatch.setenv("VISTA_INGEST_SCHEDULE", "none")  # the environment overrides it
     assert orchestration.ingest_schedule() is None
     monkeypatch.setenv("VISTA_INGEST_SCHEDULE", "@daily")

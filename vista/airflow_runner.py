@@ -46,7 +46,9 @@ def airflow_environment(cfg: VistaConfig) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(cfg),
         **{_variable(section, key): cfg.airflow.listen_host for section, key in LISTENERS},
         "VISTA_PROFILE": cfg.profile_ref,
-        "VISTA_INGEST_SCHEDULE": os.environ.get("VISTA_INGEST_SCHEDULE", "none"),
+        # resolved here, so the DAG file need not load the profile when Airflow parses it
+        "VISTA_INGEST_SCHEDULE": os.environ.get("VISTA_INGEST_SCHEDULE")
+        or (cfg.snapshots.cron if cfg.snapshots.scheduled else "none"),
         # the state and lake folders travel to the tasks with the profile
         "VISTA__PATHS__STATE": str(cfg.paths.state),
         "VISTA__PATHS__LAKE": str(cfg.paths.lake),
