@@ -88,7 +88,8 @@ def publish_probes(folder: Path, profile: str, command: str) -> int:
             f"{found['summarizer_version']}; {origin['machine']['cpus']} CPUs, commit "
             f"{origin['commit'][:10]}{' (dirty)' if origin['dirty'] else ''}; "
             "`bench/publish_report.py --probes`)")  # fmt: skip
-    (RESULTS_DIR / f"{name}.md").write_text(f"{head}\n\n{render_probe_section(found).strip()}\n")
+    section = re.sub(r"^## (.+)$", r"**\1.**", render_probe_section(found).strip(), flags=re.M)
+    (RESULTS_DIR / f"{name}.md").write_text(f"{head}\n\n{section}\n")
     print(f"wrote {RESULTS_DIR / name}.json and .md")
     return 0
 
