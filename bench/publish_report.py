@@ -49,13 +49,17 @@ def kept_sections(report: str) -> list[tuple[str, str]]:
     return [(h.strip(), b.strip()) for h, b in found if h.strip().startswith(KEPT)]
 
 
+def origin_text(origin: dict) -> str:
+    """Where a result came from, as the files' first line says it."""
+    dirty = " (dirty)" if origin["dirty"] else ""
+    return f"{origin['machine']['cpus']} CPUs, commit {origin['commit'][:10]}{dirty}"
+
+
 def render(report: str, evaluation: dict, origin: dict, profile: str, command: str) -> str:
-    machine = origin["machine"]
     head = (
         f"`{command}` (profile `{profile}`, snapshot {evaluation['as_of']}; "
         f"{evaluation['train_rows']:,} training and {evaluation['eval_rows']:,} evaluation "
-        f"impressions, {evaluation['seeds']} seeds per model; {machine['cpus']} CPUs, "
-        f"commit {origin['commit'][:10]}{' (dirty)' if origin['dirty'] else ''}; "
+        f"impressions, {evaluation['seeds']} seeds per model; {origin_text(origin)}; "
         f"`bench/publish_report.py`)"
     )
     blocks = [head, "**Pooling, chosen by each model's validation loss on held-out users "
@@ -85,8 +89,7 @@ def publish_probes(folder: Path, profile: str, command: str) -> int:
         json.dumps({**origin, "command": command, **found}, indent=1, default=str) + "\n"
     )
     head = (f"`{command}` (profile `{profile}`, snapshot {found['as_of']}, summarizer "
-            f"{found['summarizer_version']}; {origin['machine']['cpus']} CPUs, commit "
-            f"{origin['commit'][:10]}{' (dirty)' if origin['dirty'] else ''}; "
+            f"{found['summarizer_version']}; {origin_text(origin)}; "
             "`bench/publish_report.py --probes`)")  # fmt: skip
     section = re.sub(r"^## (.+)$", r"**\1.**", render_probe_section(found).strip(), flags=re.M)
     (RESULTS_DIR / f"{name}.md").write_text(f"{head}\n\n{section}\n")

@@ -1,6 +1,5 @@
 """The ranker's PyTorch modules: the poolings (``softmax``, ``sum``, ``softmax_sum``,
-``din``; the
-summary tokens' ``slot`` read lives in ``models.attention``) and ``Ranker``, which
+``din``; the summary tokens' ``slot`` read lives in ``models.attention``) and ``Ranker``, which
 embeds the candidate, pools each key set conditioned on it and scores
 [candidate, context, candidate * context] with one MLP.
 """
