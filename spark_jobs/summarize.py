@@ -41,7 +41,7 @@ SUMMARY_SCHEMA = T.StructType(
 _MODELS: dict[str, object] = {}
 
 
-def _worker_model(checkpoint: str):
+def worker_model(checkpoint: str):
     """The frozen summarizer, loaded once per Python worker."""
     if checkpoint not in _MODELS:
         import torch
@@ -130,7 +130,7 @@ def summarize_histories(
     path = str(checkpoint)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        model = _worker_model(path)
+        model = worker_model(path)
         for frame in batches:
             if len(frame):
                 yield summarize_pandas(frame, model, as_of, version, max_padded, codec)

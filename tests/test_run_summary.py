@@ -17,6 +17,9 @@ def test_run_summary_gathers_steps_by_name_and_reads_the_old_keys(tmp_path):
     as_of = Snapshot.of("2026-10-29")
     folder = report_dir(cfg, as_of)
     pipeline.record_step(cfg, as_of, "build_histories", {"users": 7, "events": 70})
+    states = {"users": 2, "events": 5000, "events_read": 40,
+              "how": {"new": 0, "refreshed": 1, "advanced": 0, "rebuilt_corrupt": 1}}  # fmt: skip
+    pipeline.record_step(cfg, as_of, "summarize", {"summarizer_version": "s-1", "states": states})
     write_json(folder / "steps" / "histories.json", {"users": 1})  # an older run's key
     write_json(folder / "steps" / "ranker.json",
                {"metrics": {"ranker_v1": {"auc": 0.75, "log_loss": 0.5}}})  # fmt: skip
@@ -26,11 +29,14 @@ def test_run_summary_gathers_steps_by_name_and_reads_the_old_keys(tmp_path):
     path = pipeline.write_run_summary(cfg, as_of)["path"]
     assert path == str(folder / "run.json")
     run = json.loads((latest / "run.json").read_text())
-    assert list(run["steps"]) == ["build_histories", "train_and_evaluate_ranker"]
+    assert list(run["steps"]) == ["build_histories", "summarize", "train_and_evaluate_ranker"]
     assert run["steps"]["build_histories"]["users"] == 7  # the step's own name wins
     assert run["headline"]["ranker_auc"] == 0.75
     assert not (latest / "summary.json").exists()  # no stale copy beside the new one
-    assert "7 users, 70 events" in pipeline.format_run_summary(pipeline.read_run_summary(latest))
+    printed = pipeline.format_run_summary(pipeline.read_run_summary(latest))
+    assert "7 users, 70 events" in printed
+    # a corrupted cached state is counted where the data engineer reads the run
+    assert "2 long histories (rebuilt corrupt 1, refreshed 1), 40 of 5000 events read" in printed
 
 
 def test_an_old_summary_json_is_read_under_the_step_names(tmp_path):

@@ -331,6 +331,32 @@ def summaries_suite(n_tokens: int, token_dim: int, codec: str | None = None) -> 
     )  # fmt: skip
 
 
+def summary_states_suite(state_bytes: int, min_events: int, reasons: list[str]) -> SuiteSpec:
+    """The cached memory-mode states of one snapshot (checks from ``state_checks``): a
+    state of the model's size, whose checksum holds, for every long history."""
+    E = gx.expectations
+    return SuiteSpec(
+        name="user_summary_states",
+        critical=True,
+        expectations=[
+            E.ExpectColumnValuesToNotBeNull(column="user_id"),
+            E.ExpectColumnValuesToBeUnique(column="user_id"),
+            E.ExpectColumnValuesToBeBetween(column="state_bytes", min_value=state_bytes,
+                                            max_value=state_bytes),
+            E.ExpectColumnValuesToBeInSet(
+                column="checksum_ok", value_set=[True],
+                description="each state's bytes still match the SHA-256 written with them",
+            ),
+            E.ExpectColumnValuesToBeBetween(column="events_folded", min_value=min_events),
+            E.ExpectColumnValuesToBeInSet(column="how", value_set=reasons),
+            E.ExpectColumnValuesToBeInSet(
+                column="read_within_folded", value_set=[True],
+                description="a refresh never reads more events than the state holds",
+            ),
+        ],
+    )  # fmt: skip
+
+
 def events_frame(events: pd.DataFrame) -> pd.DataFrame:
     ts = events["event_timestamp"]
     seconds = (ts.astype("int64") // 10**9) if len(ts) else ts.astype("int64")

@@ -18,7 +18,7 @@ import pandas as pd
 from vista.core import lake
 from vista.core.config import VistaConfig
 from vista.core.errors import MissingStateError, SettingError
-from vista.core.names import IMPRESSION_DATE, IMPRESSIONS, SUMMARIES
+from vista.core.names import IMPRESSION_DATE, IMPRESSIONS, SUMMARIES, SUMMARY_STATES
 from vista.core.snapshot import Snapshot
 
 
@@ -107,6 +107,12 @@ def summaries_path(cfg: VistaConfig, version: str | None = None) -> Path:
     version starts an empty table (every user is summarized anew), the Feast source
     moves to it, and the old version's table stays readable until it is dropped."""
     return cfg.paths.table(SUMMARIES) / (version or current_summarizer(cfg)["version"])
+
+
+def states_path(cfg: VistaConfig, version: str | None = None) -> Path:
+    """The cached memory-mode states of one summarizer version (default: the current
+    one): a version change finds no states and folds every history anew."""
+    return cfg.paths.table(SUMMARY_STATES) / (version or current_summarizer(cfg)["version"])
 
 
 def summarizer_versions(cfg: VistaConfig) -> list[str]:

@@ -485,6 +485,11 @@ class SnapshotsConfig(_Section):
     # off for the fixed-in-time synthetic profiles, whose data ends at one cutoff.
     # $VISTA_INGEST_SCHEDULE (a cron or preset, or 'none') overrides it
     scheduled: bool = False
+    # memory mode: users with at least this many events keep their summarizer state
+    # (user_summary_states), so the next snapshot folds only their new events. Below it a
+    # history costs less to re-read than its state (K x D fp32) costs to store; 0 keeps
+    # every user's state
+    state_min_events: Annotated[int, Field(ge=0, le=1_000_000_000)] = 1024
 
     @property
     def cron(self) -> str:

@@ -40,6 +40,7 @@ TABLE_COMMANDS = {
     names.HISTORY_TAIL: "`vista run` (its build_raw_features step)",
     names.CATEGORY_HISTORIES: "`vista run` (its build_raw_features step)",
     names.SUMMARIES: "`vista summarize`",
+    names.SUMMARY_STATES: "`vista summarize`",
 }
 CONFIG_FIX = "settings come from conf/<profile>.yaml, then VISTA__<SECTION>__<FIELD> variables"
 SOURCE_FIX = "check source.events_path, source.items_path, source.format and source.columns"

@@ -21,6 +21,8 @@ HISTORIES = "user_histories"
 HISTORY_TAIL = "user_history_tail"
 CATEGORY_HISTORIES = "user_category_histories"
 SUMMARIES = "user_summaries"  # one table per summarizer version below this folder
+# memory-mode summarizer states of long histories, one table per version (refresh cache)
+SUMMARY_STATES = "user_summary_states"
 
 # partition columns
 PARTITION_COL = "as_of_date"

@@ -46,6 +46,7 @@ from vista.pipeline.record import (
 from vista.pipeline.report import evaluate_and_report
 from vista.pipeline.summaries import (
     read_summaries,
+    refresh_states,
     summarize,
     train_summarizer,
     validate_summaries,
@@ -87,6 +88,7 @@ __all__ = [
     "read_summaries",
     "record_step",
     "recorded_steps",
+    "refresh_states",
     "summarize",
     "train_and_evaluate_ranker",
     "train_summarizer",

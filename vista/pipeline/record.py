@@ -145,6 +145,11 @@ def format_run_summary(payload: dict[str, Any]) -> str:
         f"  (oracle AUC {fmt(head['oracle_auc'])})",
         f"  data docs : {payload['data_docs']}",
     ]
+    states = steps.get("summarize", {}).get("states")
+    if states:  # memory mode: how the long histories' cached states were made
+        how = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in states["how"].items() if v)
+        lines.insert(3, f"  states    : {states['users']} long histories ({how}), "
+                        f"{states['events_read']} of {states['events']} events read")  # fmt: skip
     evaluation = steps.get("evaluate_and_report", {})
     if evaluation.get("files"):
         aucs = ", ".join(f"{k} {fmt(v)}" for k, v in head.get("evaluation_auc", {}).items())

@@ -41,6 +41,7 @@ from vista.state import (
     impression_windows,
     read_impressions,
     report_dir,
+    states_path,
     summaries_path,
     write_json,
 )
@@ -91,15 +92,23 @@ def train_summarizer(
 
 
 def summarize(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str, Any]:
-    """Summaries for the ``as_of`` snapshot. Users whose history did not change since the
+    """Summaries for the ``as_of`` snapshot.
+
+    Memory mode: users with at least ``snapshots.state_min_events`` events are summarized
+    from their cached states (``refresh_states``: each state advanced to ``as_of`` plus
+    only the new events). Users below it whose history did not change since the
     previous snapshot keep the summary made then by the same summarizer version (stamped
     with the new ``as_of``); everyone else, and everyone after a version change, is
-    summarized anew."""
+    summarized from the whole history."""
     from models.summarizer import load_checkpoint
     from spark_jobs.summarize import carry_over_summaries, summarize_histories
+    from spark_jobs.summary_states import summaries_from_states
 
     current = current_summarizer(cfg)
-    load_checkpoint(Path(current["path"]), cfg.summarizer)  # fail early on a size mismatch
+    model = load_checkpoint(Path(current["path"]), cfg.summarizer)  # fails early on a size mismatch
+    stateful = model.cfg.mode == "memory"
+    states = refresh_states(cfg, as_of, full) if stateful else None
+    min_events = cfg.snapshots.state_min_events if stateful else None
     path = summaries_path(cfg, current["version"])
     codec = cfg.features.summary_codec
     previous = None if full else previous_snapshot(path, as_of)
@@ -109,16 +118,19 @@ def summarize(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str
         previous = None
     inputs = inputs_fingerprint(histories_version=partition_version(cfg.paths.table(HISTORIES), as_of),
                      summarizer_version=current["version"], codec=codec, carried_from=previous,
-                     previous_version=partition_version(path, previous))  # fmt: skip
+                     previous_version=partition_version(path, previous),
+                     states_version=states and states["table_version"], state_min_events=min_events)  # fmt: skip
     done = built_from(path, as_of, inputs)
     if done is not None:
         return {"table_version": done["version"], "summarizer_version": current["version"],
-                "summary_codec": codec, "unchanged": True,
+                "summary_codec": codec, "unchanged": True, "states": states,
                 "stored_bytes": _partition_bytes(path, as_of), **partition_stats(path, as_of)}  # fmt: skip
     spark = spark_of(cfg)
     histories = lake.spark_read(spark, cfg.paths.table(HISTORIES)).where(
         f"{PARTITION_COL} = '{as_of.iso}'"
     )
+    if stateful:  # the others are read from their states
+        histories = histories.where(f"history_length < {min_events}")
     started, run_started_at = time.perf_counter(), dt.datetime.now(dt.UTC)
     to_summarize, carried = histories, None
     if previous is not None:
@@ -130,6 +142,13 @@ def summarize(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str
     )
     if carried is not None:
         summaries = summaries.unionByName(carried)
+    if stateful:
+        cached = lake.spark_read(spark, states_path(cfg, current["version"])).where(
+            f"{PARTITION_COL} = '{as_of.iso}'"
+        )
+        summaries = summaries.unionByName(
+            summaries_from_states(cached, Path(current["path"]), as_of, codec)
+        )
     version = lake.spark_replace_partition(
         summaries,
         path,
@@ -146,6 +165,7 @@ def summarize(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str
     # carried rows keep the created_timestamp of the run that computed them
     made = lake.read_arrow(path, filters=as_of.partition_filter(), columns=["created_timestamp"])
     carried_users = int(pc.sum(pc.less(made["created_timestamp"], run_started_at)).as_py() or 0)
+    from_states = states["users"] if states else 0
     return {
         "table_version": version,
         "summarizer_version": current["version"],
@@ -153,10 +173,64 @@ def summarize(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str
         "stored_bytes": _partition_bytes(path, as_of),
         "carried_over_from": previous,
         "carried_over_users": carried_users,
-        "summarized_users": stats["users"] - carried_users,
+        "from_states_users": from_states,
+        "summarized_users": stats["users"] - carried_users - from_states,
+        "states": states,
         "seconds": round(seconds, 2),
         "events_per_second": round(stats["events"] / max(seconds, 1e-9)),
         **stats,
+    }
+
+
+def refresh_states(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str, Any]:
+    """The memory-mode states at ``as_of`` of every user with at least
+    ``snapshots.state_min_events`` events, from the latest earlier snapshot's states of
+    the same summarizer version plus the new events (``spark_jobs.summary_states``), or
+    from the whole history (``full``, a first snapshot, a new version, a corrupted row).
+    Returns how many states were made each way and the events read."""
+    from spark_jobs.summary_states import refresh_plan
+    from spark_jobs.summary_states import refresh_states as refresh
+
+    current = current_summarizer(cfg)
+    path = states_path(cfg, current["version"])
+    histories_path = cfg.paths.table(HISTORIES)
+    previous = None if full else previous_snapshot(path, as_of)
+    min_events = cfg.snapshots.state_min_events
+    inputs = inputs_fingerprint(histories_version=partition_version(histories_path, as_of),
+                     summarizer_version=current["version"], state_min_events=min_events,
+                     previous=previous, previous_version=partition_version(path, previous))  # fmt: skip
+    done = built_from(path, as_of, inputs)
+    if done is not None:
+        return {"table_version": done["version"], "unchanged": True, **_state_counts(path, as_of)}
+    spark = spark_of(cfg)
+    histories = lake.spark_read(spark, histories_path).where(
+        f"{PARTITION_COL} = '{as_of.iso}' AND history_length >= {min_events}"
+    )
+    earlier = None
+    if previous is not None:
+        earlier = lake.spark_read(spark, path).where(f"{PARTITION_COL} = '{previous}'")
+    started = time.perf_counter()
+    plan = refresh_plan(histories, earlier, current["version"])
+    states = refresh(plan, Path(current["path"]), current["version"], as_of)
+    version = lake.spark_replace_partition(
+        states, path, PARTITION_COL, as_of.iso,
+        metadata={"vista.summarizer_version": current["version"], INPUTS_KEY: inputs},
+    )  # fmt: skip
+    return {"table_version": version, "previous_snapshot": previous,
+            "seconds": round(time.perf_counter() - started, 2), **_state_counts(path, as_of)}  # fmt: skip
+
+
+def _state_counts(path: Path, as_of: Snapshot) -> dict[str, Any]:
+    """users, events read and folded, and users per way their state was made."""
+    from spark_jobs.summary_states import REASONS
+
+    rows = lake.read_arrow(path, filters=as_of.partition_filter(),
+                           columns=["how", "events_read", "events_folded"]).to_pandas()  # fmt: skip
+    return {
+        "users": len(rows),
+        "events": int(rows.events_folded.sum()),
+        "events_read": int(rows.events_read.sum()),
+        "how": {reason: int((rows.how == reason).sum()) for reason in REASONS},
     }
 
 
@@ -195,4 +269,24 @@ def validate_summaries(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any]:
                             report_dir(cfg, as_of))  # fmt: skip
         drift.update(checked.to_dict(), changes=table.set_index("statistic")[
             "relative_change"].round(4).to_dict())  # fmt: skip
-    return {**outcome, "drift": drift}
+    states = validate_summary_states(cfg, as_of)
+    return {**outcome, "drift": drift, **({"states": states} if states else {})}
+
+
+def validate_summary_states(cfg: VistaConfig, as_of: Snapshot) -> dict[str, Any] | None:
+    """The critical suite of the snapshot's cached states (None: the summarizer keeps
+    none, or the snapshot has none)."""
+    from models.summarizer import load_checkpoint
+    from spark_jobs.summary_states import REASONS, state_checks
+    from validation.checkpoints import run_suite
+    from validation.suites import summary_states_suite
+
+    current = current_summarizer(cfg)
+    path = states_path(cfg, current["version"])
+    if lake.partition_commit(path, PARTITION_COL, as_of.iso) is None:
+        return None
+    model = load_checkpoint(Path(current["path"]))
+    state_bytes = 4 * model.cfg.n_heads * model.state_rows * model.head_dim
+    rows = lake.spark_read(spark_of(cfg), path).where(f"{PARTITION_COL} = '{as_of.iso}'")
+    suite = summary_states_suite(state_bytes, cfg.snapshots.state_min_events, list(REASONS))
+    return run_suite(suite, state_checks(rows).toPandas(), report_dir(cfg, as_of)).to_dict()

@@ -1,0 +1,240 @@
+"""Cached summarizer states: a memory-mode refresh that reads only the new events.
+
+A memory-mode summary is a function of one additive state per head, a (decayed) sum over
+events (``models.summarizer.MemorySummarizer``). For each user with at least
+``snapshots.state_min_events`` events the state is stored per snapshot (``user_summary_states``,
+one table per summarizer version, fp32 bytes with a SHA-256 checksum); the next snapshot
+advances it by each head's decay and folds in only the events after it, so a user with
+1,000,000 events and 10 new ones costs 10 events, not a million.
+
+Which rows may be refreshed is decided in Spark, before any array reaches Python
+(``refresh_plan``): a previous state is reused only when its checksum holds and the
+history still starts with exactly the events it folded (the event at position
+``events_folded`` is before the state's instant and the one after it is not). Otherwise
+(a corrupted row, a history rebuilt with late events or cut at ``histories.max_history``)
+the whole history is folded again, and the run summary counts why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from spark_jobs.histories import ARRAY_COLUMNS
+from spark_jobs.summarize import (
+    MAX_PADDED_EVENTS,
+    SUMMARY_SCHEMA,
+    length_batches,
+    worker_model,
+)
+
+# why a state was computed the way it was (the run summary counts each)
+NEW, REFRESHED, ADVANCED = "new", "refreshed", "advanced"
+REBUILT_CORRUPT, REBUILT_HISTORY = "rebuilt_corrupt", "rebuilt_history_changed"
+REASONS = (NEW, REFRESHED, ADVANCED, REBUILT_CORRUPT, REBUILT_HISTORY)
+
+STATE_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.LongType(), False),
+        T.StructField("state_as_of", T.TimestampType(), False),
+        T.StructField("summarizer_version", T.StringType(), False),
+        T.StructField("events_folded", T.LongType(), False),
+        T.StructField("events_read", T.LongType(), False),
+        T.StructField("how", T.StringType(), False),
+        T.StructField("state", T.BinaryType(), False),
+    ]
+)
+
+
+def checksum(prefix: str = "") -> Column:
+    """SHA-256 over what a state row claims (user, version, instant, events) and its
+    bytes: a flipped byte or a row copied to another user fails it. ``prefix``: the
+    state's columns are named ``<prefix>state`` etc. (``user_id`` is not prefixed)."""
+    c = lambda name: F.col(f"{prefix}{name}")  # noqa: E731
+    claims = F.concat_ws("|", c("summarizer_version"), F.col("user_id").cast("string"),
+                         F.unix_micros(c("state_as_of")).cast("string"),
+                         c("events_folded").cast("string"))  # fmt: skip
+    return F.sha2(F.concat(F.encode(claims, "UTF-8"), c("state")), 256)
+
+
+def refresh_plan(histories: DataFrame, previous: DataFrame | None, version: str) -> DataFrame:
+    """Per user: ``how`` its state is made, and the events the UDF must fold (the new
+    ones after a reusable state, else the whole history), with the previous state.
+
+    ``histories``: user_id, history_length and the event arrays; ``previous``: the state
+    rows of an earlier snapshot (any), or None."""
+    rows = histories.select("user_id", "history_length", *ARRAY_COLUMNS)
+    if previous is None:
+        return rows.select(
+            "user_id", "history_length", F.lit(NEW).alias("how"), *ARRAY_COLUMNS,
+            F.lit(None).cast("binary").alias("prev_state"),
+            F.lit(None).cast("long").alias("prev_as_of_us"),
+        )  # fmt: skip
+    prev = previous.select(
+        "user_id",
+        *(
+            F.col(c).alias(f"prev_{c}")
+            for c in ("state_as_of", "events_folded", "state", "summarizer_version")
+        ),
+        F.col("state_checksum").alias("prev_checksum"),
+    )
+    joined = rows.join(prev, "user_id", "left")
+    folded, n = F.col("prev_events_folded"), F.col("history_length")
+    instant = F.unix_micros("prev_state_as_of")
+    ts = F.col("event_timestamps")
+    # element_at is 1-based: the last event folded, and the first one after it
+    starts_with_folded = (
+        (folded <= n)
+        & ((folded == 0) | (F.element_at(ts, F.greatest(folded, F.lit(1)).cast("int")) < instant))
+        & ((folded == n) | (F.element_at(ts, (folded + 1).cast("int")) >= instant))
+    )
+    how = (
+        F.when(F.col("prev_state").isNull(), F.lit(NEW))
+        .when((F.col("prev_summarizer_version") != F.lit(version))
+              | (F.col("prev_checksum") != checksum("prev_")), F.lit(REBUILT_CORRUPT))
+        .when(~starts_with_folded, F.lit(REBUILT_HISTORY))
+        .when(folded == n, F.lit(ADVANCED))
+        .otherwise(F.lit(REFRESHED))
+    )  # fmt: skip
+    planned = joined.withColumn("how", how)
+    reuse = F.col("how").isin(REFRESHED, ADVANCED)
+
+    def events(column: str) -> Column:
+        new = F.slice(column, (folded + 1).cast("int"), (n - folded).cast("int"))
+        empty = F.array().cast("array<long>")
+        return F.when(~reuse, F.col(column)).when(folded == n, empty).otherwise(new).alias(column)
+
+    return planned.select(
+        "user_id", "history_length", "how", *(events(c) for c in ARRAY_COLUMNS),
+        F.when(reuse, F.col("prev_state")).alias("prev_state"),
+        F.when(reuse, instant).alias("prev_as_of_us"),
+    )  # fmt: skip
+
+
+def state_bytes_to_tensor(blobs: list[bytes], shape: tuple[int, ...]):
+    import torch
+
+    flat = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), *shape)
+    return torch.from_numpy(flat.copy())
+
+
+def refreshed_states(frame: pd.DataFrame, model, as_of: dt.datetime, max_padded: int) -> np.ndarray:
+    """One pandas batch of ``refresh_plan`` rows -> (rows, H, rows_per_head, hd) float32
+    states at ``as_of``: a reused state advanced to ``as_of`` plus its new events, or
+    the whole history's."""
+    import torch
+
+    from models.summarizer import MICROS_PER_DAY, encode_histories
+
+    as_of_us = int(as_of.timestamp() * 1_000_000)
+    cfg = model.cfg
+    shape = (cfg.n_heads, model.state_rows, model.head_dim)
+    device = next(model.parameters()).device
+    out = np.zeros((len(frame), *shape), dtype=np.float32)
+    columns = [frame[c].to_numpy() for c in ARRAY_COLUMNS]
+    lengths = np.array([len(x) for x in columns[0]])
+    with torch.inference_mode():
+        for idx in length_batches(lengths, max_padded):
+            history = encode_histories(
+                *([np.asarray(col[i]) for i in idx] for col in columns), as_of_us, cfg
+            )
+            out[idx] = model.state(history.to(device)).float().cpu().numpy()
+        reused = np.flatnonzero(frame["prev_state"].notna().to_numpy())
+        if len(reused):
+            prev = state_bytes_to_tensor(list(frame["prev_state"].to_numpy()[reused]), shape)
+            days = (as_of_us - frame["prev_as_of_us"].to_numpy()[reused]) / MICROS_PER_DAY
+            advanced = model.advance(prev.to(device), torch.as_tensor(days, dtype=torch.float32))
+            out[reused] += advanced.float().cpu().numpy()
+    return out
+
+
+def refresh_states(
+    plan: DataFrame, checkpoint: Path, version: str, as_of: dt.datetime,
+    max_padded: int = MAX_PADDED_EVENTS,
+) -> DataFrame:  # fmt: skip
+    """Spark transform: ``refresh_plan`` rows -> state rows at ``as_of`` with checksums."""
+    path = str(checkpoint)
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = worker_model(path)
+        for frame in batches:
+            if not len(frame):
+                continue
+            states = refreshed_states(frame, model, as_of, max_padded)
+            yield pd.DataFrame({
+                "user_id": frame["user_id"].astype("int64"),
+                "state_as_of": pd.Timestamp(as_of),
+                "summarizer_version": version,
+                "events_folded": frame["history_length"].astype("int64"),
+                "events_read": frame["item_ids"].map(len).astype("int64"),
+                "how": frame["how"],
+                "state": [row.astype("<f4").tobytes() for row in states],
+            })  # fmt: skip
+
+    return (
+        plan.sortWithinPartitions(F.size("item_ids"))
+        .mapInPandas(run, STATE_SCHEMA)
+        .withColumn("state_checksum", checksum())
+        .withColumn("created_timestamp", F.current_timestamp())
+    )
+
+
+def summaries_from_states(
+    states: DataFrame, checkpoint: Path, as_of: dt.datetime, codec: str
+) -> DataFrame:
+    """Spark transform: state rows -> user_summaries rows (the summary tokens of each
+    state; no history is read)."""
+    path = str(checkpoint)
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import torch
+
+        from vista.core.summary_codec import encode
+
+        model = worker_model(path)
+        shape = (model.cfg.n_heads, model.state_rows, model.head_dim)
+        for frame in batches:
+            if not len(frame):
+                continue
+            state = state_bytes_to_tensor(list(frame["state"]), shape)
+            n_events = torch.as_tensor(frame["events_folded"].to_numpy())
+            with torch.inference_mode():
+                tokens = model.tokens(state, n_events).float().numpy()
+            codes, scales = encode(tokens, codec)
+            yield pd.DataFrame({
+                "user_id": frame["user_id"].astype("int64"),
+                "event_timestamp": pd.Timestamp(as_of),
+                "summarizer_version": frame["summarizer_version"],
+                "history_length": frame["events_folded"].astype("int64"),
+                "is_empty_history": frame["events_folded"].to_numpy() == 0,
+                "summary_codes": codes,
+                "summary_scales": list(scales),
+                "summary_codec": codec,
+            })  # fmt: skip
+
+    columns = ("user_id", "summarizer_version", "events_folded", "state")
+    return (
+        states.select(*columns)
+        .mapInPandas(run, SUMMARY_SCHEMA)
+        .withColumn("created_timestamp", F.current_timestamp())
+    )
+
+
+def state_checks(states: DataFrame) -> DataFrame:
+    """Per state row, the scalars the ``user_summary_states`` suite checks (computed
+    in Spark: the states of a whole snapshot need not fit in pandas)."""
+    return states.select(
+        "user_id",
+        "how",
+        "events_folded",
+        F.length("state").alias("state_bytes"),
+        (F.col("state_checksum") == checksum()).alias("checksum_ok"),
+        (F.col("events_read") <= F.col("events_folded")).alias("read_within_folded"),
+    )
