@@ -41,9 +41,20 @@ def sketch_write(
     n_slots: int,
 ) -> torch.Tensor:  # fmt: skip
     """Events (B, c) of vocabulary rows with per-head weights (B, c, H) -> their sketch
-    (B, H, n_slots, head_dim). Sketches of disjoint event sets add up."""
-    address = torch.nn.functional.one_hot(slots[items], n_slots).to(weights.dtype)  # (B,c,H,K)
-    return torch.einsum("bchk,bch,bche->bhke", address, weights, signatures[items].to(weights))
+    (B, H, n_slots, head_dim). Sketches of disjoint event sets add up.
+
+    A scatter-add of each event's weighted signature into its slot: head_dim additions
+    per event and head, where a one-hot product would spend n_slots times as many."""
+    B = items.shape[0]
+    H = weights.shape[-1]
+    head_dim = signatures.shape[-1]
+    written = signatures[items].to(weights) * weights[..., None]  # (B, c, H, hd)
+    row = torch.arange(B, device=items.device)[:, None, None] * H
+    head = torch.arange(H, device=items.device)[None, None, :]
+    index = ((row + head) * n_slots + slots[items]).reshape(-1)  # (B * c * H,)
+    out = weights.new_zeros(B * H * n_slots, head_dim)
+    out = out.index_add(0, index, written.reshape(-1, head_dim))
+    return out.view(B, H, n_slots, head_dim)
 
 
 def candidate_slots(items: torch.Tensor, sketch: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:

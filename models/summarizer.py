@@ -290,16 +290,25 @@ class MemorySummarizer(nn.Module):
     def fold(self, batch: HistoryBatch, sl: slice) -> torch.Tensor:
         """The state of the events in ``sl``: (B, H, rows, hd). States of disjoint event
         sets add up to the state of their union."""
-        B, H, hd = batch.items.shape[0], self.cfg.n_heads, self.head_dim
+        B, hd = batch.items.shape[0], self.head_dim
         L = self.learned_heads
         x = self.embed(batch, sl)  # (B, c, D)
+        # only the learned heads' rows of the projections: the sketch heads write fixed
+        # signatures and need neither a key nor a value
+        rows = slice(0, L * hd)
+        # heads first, (B, L, c, .): each head's products are plain batched matmuls over
+        # contiguous rows, and the softmax runs along contiguous memory
+        key = F.linear(x, self.key.weight[rows], self.key.bias[rows])
+        key = key.view(B, -1, L, hd).transpose(1, 2)  # (B, L, c, hd)
         if self.cfg.address == "softmax":  # each event's distribution over the K seeds
-            k = torch.softmax(self.address_logits(x)[:, :, :L], dim=-1)  # (B, c, L, K)
+            queries = (self.seed_queries[:L] / hd**0.5).transpose(1, 2)  # (L, hd, K)
+            k = torch.softmax(key @ queries, dim=-1)  # (B, L, c, K)
         else:
-            k = feature_map(self.key(x).view(B, -1, H, hd))  # (B, c, H, hd)
-        v = self.value(x).view(B, -1, H, hd)[:, :, :L]  # (B, c, L, hd)
+            k = feature_map(key)  # (B, L, c, hd)
+        v = F.linear(x, self.value.weight[rows]).view(B, -1, L, hd).transpose(1, 2)
         w = self.event_weights(batch, sl).to(x.dtype)  # (B, c, H)
-        state = torch.einsum("bchd,bch,bche->bhde", k, w[:, :, :L], v)
+        # the event weights scale the values (hd wide), not the addresses (K wide)
+        state = k.transpose(-1, -2) @ (v * w[:, :, :L].transpose(1, 2)[..., None])
         if not self.sketch_heads:
             return state
         sketch = sketch_write(batch.items[:, sl], w[:, :, L:], self.sketch_slots,
@@ -394,8 +403,13 @@ class MemorySummarizer(nn.Module):
         return self.tokens(self.state(batch), n_events)
 
     def flops_per_event(self) -> int:
-        d, hd = self.cfg.dim, self.head_dim
-        return 2 * (2 * d * d + d * hd)  # key, value projections, state update
+        """Multiply-adds x 2 per event: the learned heads' key and value projections,
+        their address over the K seeds (softmax address) and the state update; a sketch
+        head adds its signature into one slot."""
+        d, hd, L = self.cfg.dim, self.head_dim, self.learned_heads
+        rows = self.state_rows
+        address = L * hd * self.cfg.n_seeds if self.cfg.address == "softmax" else 0
+        return 2 * (2 * d * L * hd + address + L * rows * hd + self.sketch_heads * hd)
 
     version = VistaSummarizer.version
 

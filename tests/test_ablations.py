@@ -23,7 +23,8 @@ def test_ablation_arms_are_isolated_and_differ_where_they_should(pipeline_run, t
     assert {"baseline", recon, "k_32", "k_64", "k_128", "stale_1d", "stale_3d"} <= set(arms)
     # the memory design's parts, each flipped (tiny has the default's memory design)
     train_long = f"train_{cfg.summarizer.train_max_events * 8 // 1024}k"
-    assert {"magnitude_rms", "slot_match_off", "sketch_off", train_long} == set(arms) - {
+    parts = {"magnitude_rms", "slot_match_off", "sketch_off", train_long, "bidirectional"}
+    assert parts == set(arms) - {
         "baseline",
         recon,
         "k_32",
@@ -33,6 +34,7 @@ def test_ablation_arms_are_isolated_and_differ_where_they_should(pipeline_run, t
         "stale_3d",
     }
     assert arms["slot_match_off"]["summarizer"] == {"slot_match": False, "sketch_heads": 0}
+    assert arms["bidirectional"]["summarizer"]["mode"] == "bidirectional"
     result = ablations.run_ablations(cfg, as_of, only=["baseline", recon, "stale_1d"],
                                      progress=False)  # fmt: skip
     got = result["arms"]

@@ -1,4 +1,5 @@
-"""Ablations of the VISTA ranker: reconstruction loss on/off, K seed tokens, staleness.
+"""Ablations of the VISTA ranker: reconstruction loss on/off, K seed tokens, the memory
+design's parts (and the full bidirectional summarizer it replaces), staleness.
 
 Each arm runs in a state folder of its own (``<state>/ablations/<arm>``) that links the
 main lake's events, impressions and histories, so its summarizer version, summaries
@@ -62,6 +63,11 @@ def arms(cfg: VistaConfig) -> dict[str, dict[str, Any]]:
                 "sketch_heads": 0 if s.sketch_heads else 1},
             f"train_{s.train_max_events * 8 // 1024}k": {
                 "train_max_events": s.train_max_events * 8},
+            # the quality the refreshable design costs or gains: the paper's summarizer
+            # (seeds and history attend together through the layers; no state to cache,
+            # so every refresh re-reads the whole history)
+            "bidirectional": {"mode": "bidirectional", "sketch_heads": 0, "slot_match": False,
+                              "head_pooling": "softmax"},
         }  # fmt: skip
         for name, overrides in flips.items():
             if _valid(s, overrides):
