@@ -11,7 +11,7 @@
    ``summarize`` (states advanced plus the new events, then the summaries), each timed
    in the same process (the JVM is up, as in the DAG's task).
 
-    .venv/bin/python bench/refresh_pipeline_bench.py              # full profile, ~20 min on 2 cores
+    .venv/bin/python bench/refresh_pipeline_bench.py              # full profile, ~8 min on 2 cores
     .venv/bin/python bench/refresh_pipeline_bench.py -p tiny      # a smoke run
 
 Prints a table and writes docs/results/refresh_pipeline-<profile>.{md,json} (machine and

@@ -13,7 +13,7 @@ Without ``--profile`` it measures the bidirectional summarizer at the given shap
 writes bench/results/summarizer_<device>.json. With ``--profile`` it measures that
 profile's summarizer (the embedded default: memory mode with its item sketch) at
 ``--seeds`` x ``--dim``, ``--repeats`` times after a warm-up (median), and writes
-docs/results/summarizer-<profile>-<device>.{md,json} with the machine and commit.
+docs/results/summarizer-<profile>-<device>-k<K>-d<D>.{md,json} with the machine and commit.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def main() -> None:
     if args.profile:
         from vista.provenance import RESULTS_DIR, provenance
 
-        stem = RESULTS_DIR / f"summarizer-{args.profile}-{args.device}"
+        stem = RESULTS_DIR / f"summarizer-{args.profile}-{args.device}-k{args.seeds}-d{args.dim}"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         stem.with_suffix(".md").write_text(table)
         stem.with_suffix(".json").write_text(json.dumps({**payload, **provenance()}, indent=2))

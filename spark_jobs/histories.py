@@ -4,7 +4,9 @@ A snapshot is complete (every user with any event before ``as_of``). It is built
 either from all events, or incrementally from the previous snapshot plus the events
 of [previous as_of, as_of): only users with new events are recomputed, the others
 are carried over unchanged, and ``updated`` says which is which so that the
-summarizer can skip users whose history did not change.
+summarizer can skip users whose history did not change. A history longer than
+``max_history`` keeps its most recent events; an incremental build names those it cut
+(``dropped_*``), so that a cached summarizer state can subtract them.
 
 Incremental builds assume events land before the snapshot that covers their
 timestamp; a late event older than the previous snapshot needs a full rebuild
@@ -19,6 +21,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 ARRAY_COLUMNS = ("item_ids", "categories", "event_timestamps")
+# the events an incremental build cut from the front of a history at max_history, oldest
+# first (empty when none; null after a full build, which does not know them): a cached
+# summarizer state subtracts them instead of re-reading the whole history
+DROPPED_COLUMNS = tuple(f"dropped_{c}" for c in ARRAY_COLUMNS)
+# a window of up to this many events is broadcast to the previous histories (a few
+# hours' worth at any scale this runs on); a longer one is joined by a shuffle
+BROADCAST_MAX_EVENTS = 5_000_000
 
 
 def _sorted_events(events: DataFrame) -> DataFrame:
@@ -42,6 +51,13 @@ def _keep_last(column: str, max_history: int) -> F.Column:
     ).otherwise(F.col(column))
 
 
+def _dropped(column: str, max_history: int) -> F.Column:
+    over = F.size(column) - max_history
+    return F.when(over > 0, F.slice(column, F.lit(1), over)).otherwise(
+        F.array().cast("array<long>")
+    )
+
+
 def _snapshot_columns(as_of: dt.datetime) -> list[F.Column]:
     return [
         F.col("user_id").cast("long"),
@@ -49,6 +65,7 @@ def _snapshot_columns(as_of: dt.datetime) -> list[F.Column]:
         F.size("item_ids").cast("long").alias("history_length"),
         *(F.col(c) for c in ARRAY_COLUMNS),
         F.col("updated"),
+        *(F.col(c).cast("array<long>") for c in DROPPED_COLUMNS),
     ]
 
 
@@ -68,6 +85,7 @@ def build_user_histories(events: DataFrame, as_of: dt.datetime, max_history: int
         F.col("events.category").cast("array<long>").alias("categories"),
         F.col("events.ts").alias("event_timestamps"),
         F.lit(True).alias("updated"),
+        *(F.lit(None).cast("array<long>").alias(c) for c in DROPPED_COLUMNS),
     ).select(_snapshot_columns(as_of))
 
 
@@ -89,6 +107,9 @@ def update_user_histories(
         (F.col("event_timestamp") >= F.lit(previous_as_of))
         & (F.col("event_timestamp") < F.lit(as_of))
     )
+    if "event_date" in events.columns:  # the events table's partitions: read only these
+        days = (previous_as_of.date().isoformat(), as_of.date().isoformat())
+        window = window.where(F.col("event_date").between(*days))
     new = _sorted_events(window).select(
         "user_id",
         F.col("events.item").cast("array<long>").alias("new_items"),
@@ -96,7 +117,22 @@ def update_user_histories(
         F.col("events.ts").alias("new_ts"),
     )
     prev = previous.select("user_id", *ARRAY_COLUMNS)
-    joined = prev.join(new, "user_id", "full_outer")
+    # a short window's users are few next to the snapshot's: they travel to the histories
+    # (a broadcast) instead of every history being shuffled to meet them (a full outer
+    # join cannot broadcast); users new in the window are added after
+    small = window.count() <= BROADCAST_MAX_EVENTS
+    carried = prev.join(F.broadcast(new) if small else new, "user_id", "left")
+    newcomers = new.join(prev.select("user_id"), "user_id", "left_anti")
+    no_events = F.lit(None).cast("array<long>")
+    joined = carried.unionByName(
+        newcomers.select(
+            "user_id",
+            *(no_events.alias(c) for c in ARRAY_COLUMNS),
+            "new_items",
+            "new_categories",
+            "new_ts",
+        )
+    )
     updated = F.col("new_items").isNotNull()
 
     def merged(old: str, fresh: str) -> F.Column:
@@ -112,8 +148,10 @@ def update_user_histories(
         updated.alias("updated"),
     )
     capped = merged_rows.select(
-        "user_id", *(_keep_last(c, max_history).alias(c) for c in ARRAY_COLUMNS), "updated"
-    )
+        "user_id", *(_keep_last(c, max_history).alias(c) for c in ARRAY_COLUMNS), "updated",
+        *(_dropped(c, max_history).alias(d) for c, d in zip(ARRAY_COLUMNS, DROPPED_COLUMNS,
+                                                              strict=True)),
+    )  # fmt: skip
     return capped.select(_snapshot_columns(as_of))
 
 

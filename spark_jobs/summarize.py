@@ -154,7 +154,9 @@ def carry_over_summaries(
         (F.col("summarizer_version") == F.lit(version)) & (F.col("summary_codec") == F.lit(codec))
     ).select("user_id", "summarizer_version", "is_empty_history", *ENCODED_COLUMNS,
              "created_timestamp")  # fmt: skip
-    return unchanged.join(same_model, "user_id", "inner").select(
+    # the unchanged users' ids travel to the summaries (a broadcast): the K x D bytes of
+    # every summary are read once and written once, never shuffled
+    return same_model.join(F.broadcast(unchanged), "user_id", "inner").select(
         "user_id",
         F.lit(as_of).cast("timestamp").alias("event_timestamp"),
         "summarizer_version",
@@ -163,3 +165,9 @@ def carry_over_summaries(
         *ENCODED_COLUMNS,
         "created_timestamp",
     )
+
+
+def without_users(frame: DataFrame, users: DataFrame) -> DataFrame:
+    """Rows of ``frame`` whose user_id is not among ``users``' (their ids broadcast: the
+    ids are few bytes a user, the rows of ``frame`` may hold whole histories)."""
+    return frame.join(F.broadcast(users.select("user_id")), "user_id", "left_anti")

@@ -9,10 +9,11 @@ advances it by each head's decay and folds in only the events after it, so a use
 
 Which rows may be refreshed is decided in Spark, before any array reaches Python
 (``refresh_plan``): a previous state is reused only when its checksum holds and the
-history still starts with exactly the events it folded (the event at position
-``events_folded`` is before the state's instant and the one after it is not). Otherwise
-(a corrupted row, a history rebuilt with late events or cut at ``histories.max_history``)
-the whole history is folded again, and the run summary counts why.
+history still starts with exactly the events it folded, less those an incremental build
+cut from its front at ``histories.max_history`` (the history says which: their fold is
+subtracted, as the state is a sum). Otherwise (a corrupted row, a history rebuilt with
+late events, or cut by a full build that does not know what it cut) the whole history is
+folded again, and the run summary counts why.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.histories import ARRAY_COLUMNS
+from spark_jobs.histories import ARRAY_COLUMNS, DROPPED_COLUMNS
 from spark_jobs.summarize import (
     MAX_PADDED_EVENTS,
     SUMMARY_SCHEMA,
@@ -53,69 +54,90 @@ STATE_SCHEMA = T.StructType(
 )
 
 
-def checksum(prefix: str = "") -> Column:
+def checksum() -> Column:
     """SHA-256 over what a state row claims (user, version, instant, events) and its
-    bytes: a flipped byte or a row copied to another user fails it. ``prefix``: the
-    state's columns are named ``<prefix>state`` etc. (``user_id`` is not prefixed)."""
-    c = lambda name: F.col(f"{prefix}{name}")  # noqa: E731
-    claims = F.concat_ws("|", c("summarizer_version"), F.col("user_id").cast("string"),
-                         F.unix_micros(c("state_as_of")).cast("string"),
-                         c("events_folded").cast("string"))  # fmt: skip
-    return F.sha2(F.concat(F.encode(claims, "UTF-8"), c("state")), 256)
+    bytes: a flipped byte or a row copied to another user fails it."""
+    claims = F.concat_ws("|", F.col("summarizer_version"), F.col("user_id").cast("string"),
+                         F.unix_micros("state_as_of").cast("string"),
+                         F.col("events_folded").cast("string"))  # fmt: skip
+    return F.sha2(F.concat(F.encode(claims, "UTF-8"), F.col("state")), 256)
 
 
-def refresh_plan(histories: DataFrame, previous: DataFrame | None, version: str) -> DataFrame:
+def refresh_plan(
+    histories: DataFrame, previous: DataFrame | None, version: str, broadcast: bool = True
+) -> DataFrame:
     """Per user: ``how`` its state is made, and the events the UDF must fold (the new
-    ones after a reusable state, else the whole history), with the previous state.
+    ones after a reusable state, else the whole history) and subtract (the ones the
+    history dropped at ``histories.max_history`` since that state), with the previous
+    state.
 
-    ``histories``: user_id, history_length and the event arrays; ``previous``: the state
-    rows of an earlier snapshot (any), or None."""
-    rows = histories.select("user_id", "history_length", *ARRAY_COLUMNS)
+    ``histories``: user_id, history_length, the event arrays and the dropped ones
+    (``spark_jobs.histories.DROPPED_COLUMNS``); ``previous``: the state rows of an
+    earlier snapshot (any), or None. ``broadcast``: send the previous states' plan
+    columns (about 40 bytes a user) to the histories instead of shuffling both; off
+    where the states outnumber what an executor holds."""
+    empty = F.array().cast("array<long>")
+    rows = histories.select("user_id", "history_length", *ARRAY_COLUMNS, *DROPPED_COLUMNS)
     if previous is None:
         return rows.select(
             "user_id", "history_length", F.lit(NEW).alias("how"), *ARRAY_COLUMNS,
+            *(empty.alias(c) for c in DROPPED_COLUMNS),
             F.lit(None).cast("binary").alias("prev_state"),
             F.lit(None).cast("long").alias("prev_as_of_us"),
         )  # fmt: skip
+    # what the plan needs of each previous state, without its bytes: small enough to
+    # travel to the histories (a broadcast), so no history is shuffled; the bytes join
+    # the sliced rows (new events only) afterwards
     prev = previous.select(
         "user_id",
-        *(
-            F.col(c).alias(f"prev_{c}")
-            for c in ("state_as_of", "events_folded", "state", "summarizer_version")
-        ),
-        F.col("state_checksum").alias("prev_checksum"),
-    )
-    joined = rows.join(prev, "user_id", "left")
-    folded, n = F.col("prev_events_folded"), F.col("history_length")
-    instant = F.unix_micros("prev_state_as_of")
-    ts = F.col("event_timestamps")
-    # element_at is 1-based: the last event folded, and the first one after it
+        *(F.col(c).alias(f"prev_{c}") for c in ("state_as_of", "events_folded")),
+        F.lit(True).alias("has_state"),
+        ((F.col("summarizer_version") == F.lit(version))
+         & (F.col("state_checksum") == checksum())).alias("state_intact"),
+    )  # fmt: skip
+    joined = rows.join(F.broadcast(prev) if broadcast else prev, "user_id", "left")
+    n, instant = F.col("history_length"), F.unix_micros("prev_state_as_of")
+    ts, dropped_ts = F.col("event_timestamps"), F.col("dropped_event_timestamps")
+    # a full build does not know what it dropped (null): a capped history then fails the
+    # boundary below and is folded anew
+    n_dropped = F.when(dropped_ts.isNull(), F.lit(0)).otherwise(F.size(dropped_ts)).cast("long")
+    kept = F.col("prev_events_folded") - n_dropped  # folded events still in the history
+    # element_at is 1-based: the last kept folded event, and the first one after it
     starts_with_folded = (
-        (folded <= n)
-        & ((folded == 0) | (F.element_at(ts, F.greatest(folded, F.lit(1)).cast("int")) < instant))
-        & ((folded == n) | (F.element_at(ts, (folded + 1).cast("int")) >= instant))
+        (kept >= 0)
+        & (kept <= n)
+        & ((kept == 0) | (F.element_at(ts, F.greatest(kept, F.lit(1)).cast("int")) < instant))
+        & ((kept == n) | (F.element_at(ts, (kept + 1).cast("int")) >= instant))
+        & ((n_dropped == 0) | (F.array_max(dropped_ts) < instant))
     )
     how = (
-        F.when(F.col("prev_state").isNull(), F.lit(NEW))
-        .when((F.col("prev_summarizer_version") != F.lit(version))
-              | (F.col("prev_checksum") != checksum("prev_")), F.lit(REBUILT_CORRUPT))
+        F.when(F.col("has_state").isNull(), F.lit(NEW))
+        .when(~F.col("state_intact"), F.lit(REBUILT_CORRUPT))
         .when(~starts_with_folded, F.lit(REBUILT_HISTORY))
-        .when(folded == n, F.lit(ADVANCED))
+        .when((kept == n) & (n_dropped == 0), F.lit(ADVANCED))
         .otherwise(F.lit(REFRESHED))
     )  # fmt: skip
-    planned = joined.withColumn("how", how)
+    planned = joined.withColumn("how", how).withColumn("kept", kept)
     reuse = F.col("how").isin(REFRESHED, ADVANCED)
+    kept = F.col("kept")
 
     def events(column: str) -> Column:
-        new = F.slice(column, (folded + 1).cast("int"), (n - folded).cast("int"))
-        empty = F.array().cast("array<long>")
-        return F.when(~reuse, F.col(column)).when(folded == n, empty).otherwise(new).alias(column)
+        new = F.slice(column, (kept + 1).cast("int"), (n - kept).cast("int"))
+        return F.when(~reuse, F.col(column)).when(kept == n, empty).otherwise(new).alias(column)
 
-    return planned.select(
+    def dropped(column: str) -> Column:
+        return F.when(reuse, F.coalesce(F.col(column), empty)).otherwise(empty).alias(column)
+
+    sliced = planned.select(
         "user_id", "history_length", "how", *(events(c) for c in ARRAY_COLUMNS),
-        F.when(reuse, F.col("prev_state")).alias("prev_state"),
+        *(dropped(c) for c in DROPPED_COLUMNS),
         F.when(reuse, instant).alias("prev_as_of_us"),
     )  # fmt: skip
+    states = previous.select("user_id", F.col("state").alias("prev_state"))
+    with_state = sliced.join(states, "user_id", "left")
+    return with_state.withColumn(
+        "prev_state", F.when(F.col("how").isin(REFRESHED, ADVANCED), F.col("prev_state"))
+    )
 
 
 def state_bytes_to_tensor(blobs: list[bytes], shape: tuple[int, ...]):
@@ -146,6 +168,16 @@ def refreshed_states(frame: pd.DataFrame, model, as_of: dt.datetime, max_padded:
                 *([np.asarray(col[i]) for i in idx] for col in columns), as_of_us, cfg
             )
             out[idx] = model.state(history.to(device)).float().cpu().numpy()
+        # events cut from the front of a capped history since its state: out of the sum
+        dropped = [frame[c].to_numpy() for c in DROPPED_COLUMNS]
+        n_dropped = np.array([len(x) for x in dropped[0]])
+        for idx in length_batches(n_dropped, max_padded):
+            idx = idx[n_dropped[idx] > 0]
+            if len(idx):
+                gone = encode_histories(
+                    *([np.asarray(col[i]) for i in idx] for col in dropped), as_of_us, cfg
+                )
+                out[idx] -= model.state(gone.to(device)).float().cpu().numpy()
         reused = np.flatnonzero(frame["prev_state"].notna().to_numpy())
         if len(reused):
             prev = state_bytes_to_tensor(list(frame["prev_state"].to_numpy()[reused]), shape)
@@ -173,7 +205,8 @@ def refresh_states(
                 "state_as_of": pd.Timestamp(as_of),
                 "summarizer_version": version,
                 "events_folded": frame["history_length"].astype("int64"),
-                "events_read": frame["item_ids"].map(len).astype("int64"),
+                "events_read": (frame["item_ids"].map(len)
+                                + frame["dropped_item_ids"].map(len)).astype("int64"),
                 "how": frame["how"],
                 "state": [row.astype("<f4").tobytes() for row in states],
             })  # fmt: skip

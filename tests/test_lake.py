@@ -39,6 +39,21 @@ def test_spark_partition_replace_is_idempotent_and_isolated(spark, tmp_path):
     assert sorted(r.id for r in back.collect()) == list(range(5))
 
 
+def test_a_partition_with_a_new_column_evolves_the_table(spark, tmp_path):
+    """A table written before a column existed keeps working: the column is added to its
+    schema, and the older partitions read it as null (in Spark and in Arrow)."""
+    path = tmp_path / "snap"
+    old = spark.range(3).withColumn("v", F.col("id") * 2)
+    lake.spark_replace_partition(old, path, "as_of_date", "2026-01-01")
+    new = old.withColumn("extra", F.array(F.col("id")))
+    lake.spark_replace_partition(new, path, "as_of_date", "2026-01-02")
+    rows = {(r.as_of_date, r.id): r.extra for r in lake.spark_read(spark, path).collect()}
+    assert rows[("2026-01-01", 1)] is None
+    assert rows[("2026-01-02", 1)] == [1]
+    arrow = lake.read_arrow(path).to_pandas()
+    assert arrow[arrow.as_of_date == "2026-01-01"].extra.isna().all()
+
+
 def test_failed_spark_write_leaves_table_at_last_version(spark, tmp_path):
     path = tmp_path / "snap"
     good = spark.range(10)

@@ -29,6 +29,7 @@ from vista.core.snapshot import Snapshot
 from .conftest import tiny_config
 
 MIN_EVENTS = 30
+MAX_HISTORY = 300
 
 
 def states_at(cfg, as_of: Snapshot) -> pd.DataFrame:
@@ -57,6 +58,9 @@ def two_snapshots(tmp_path_factory, spark):
         tmp_path_factory.mktemp("states"),
         snapshots={"state_min_events": MIN_EVENTS},
         features={"summary_codec": "float32"},
+        # the longest histories are cut at each snapshot: their states subtract what the
+        # cut drops instead of folding the whole history again
+        histories={"max_history": MAX_HISTORY},
     )
     pipeline.ingest_events(cfg)
     later = Snapshot.of(pipeline.default_as_of(cfg))
@@ -92,6 +96,8 @@ def test_a_refresh_from_cached_states_equals_the_whole_history(two_snapshots):
     assert got["how"][NEW] == int((~was_long).sum())
     assert got["how"][REBUILT_CORRUPT] == got["how"][REBUILT_HISTORY] == 0
     assert got["events_read"] < got["events"] / 5  # the cost is the new events'
+    capped = hist.index[hist.dropped_item_ids.map(len) > 0]
+    assert len(capped) > 0  # ...and those the cap dropped
     rows = states_at(cfg, later)
     assert set(rows.how) <= {NEW, REFRESHED, ADVANCED}
     want = whole_history_states(cfg, later, rows.index)
@@ -163,45 +169,56 @@ def test_a_new_summarizer_version_folds_every_history_anew(two_snapshots):
 
 
 def test_the_plan_folds_a_history_anew_when_it_no_longer_starts_with_the_folded_events(spark):
-    """A late event before the state's instant, or a history cut at max_history, moves
-    the boundary: the state is not reused."""
+    """A late event before the state's instant, or a history cut at max_history by a
+    full build (which does not say what it cut), moves the boundary: the state is not
+    reused. A cut by an incremental build names its events: they are subtracted."""
     from spark_jobs.summary_states import checksum
 
     instant = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
     at = int(instant.timestamp() * 1e6)
-    day = 86_400_000_000
+    d = 86_400_000_000
+    rows = {  # user: (item ids, timestamps, dropped item ids, dropped timestamps)
+        1: ([1, 2, 3, 4], [at - 3 * d, at - 2 * d, at - d, at + 1], [], []),  # 3 folded + 1 new
+        2: ([1, 9, 2, 3], [at - 3 * d, at - 2 * d, at - 2 * d, at - d], [], []),  # a late event
+        3: ([2, 3, 4], [at - 2 * d, at - d, at + 1], None, None),  # cut by a full build
+        4: ([1, 2, 3], [at - 3 * d, at - 2 * d, at - d], [], []),  # nothing new
+        5: ([2, 3, 4], [at - 2 * d, at - d, at + 1], [1], [at - 3 * d]),  # cut incrementally
+    }
     histories = spark.createDataFrame(
         pd.DataFrame(
             {
-                "user_id": [1, 2, 3, 4],
-                "history_length": [4, 4, 3, 3],
-                "item_ids": [[1, 2, 3, 4], [1, 9, 2, 3], [2, 3, 4], [1, 2, 3]],
-                "categories": [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0], [0, 0, 0]],
-                # 1: 3 folded + 1 new; 2: a late event before the instant; 3: the oldest cut
-                # away; 4: nothing new
-                "event_timestamps": [
-                    [at - 3 * day, at - 2 * day, at - day, at + 1],
-                    [at - 3 * day, at - 2 * day, at - 2 * day, at - day],
-                    [at - 2 * day, at - day, at + 1],
-                    [at - 3 * day, at - 2 * day, at - day],
+                "user_id": list(rows),
+                "history_length": [len(r[0]) for r in rows.values()],
+                "item_ids": [r[0] for r in rows.values()],
+                "categories": [[0] * len(r[0]) for r in rows.values()],
+                "event_timestamps": [r[1] for r in rows.values()],
+                "dropped_item_ids": [r[2] for r in rows.values()],
+                "dropped_categories": [
+                    None if r[2] is None else [0] * len(r[2]) for r in rows.values()
                 ],
+                "dropped_event_timestamps": [r[3] for r in rows.values()],
             }
-        )
+        ),
+        "user_id long, history_length long, item_ids array<long>, categories array<long>, "
+        "event_timestamps array<long>, dropped_item_ids array<long>, "
+        "dropped_categories array<long>, dropped_event_timestamps array<long>",
     )
     previous = spark.createDataFrame(
         pd.DataFrame(
             {
-                "user_id": [1, 2, 3, 4],
-                "state_as_of": [pd.Timestamp(instant)] * 4,
-                "summarizer_version": ["s-x"] * 4,
-                "events_folded": [3, 3, 3, 3],
-                "state": [b"\x00" * 8] * 4,
+                "user_id": list(rows),
+                "state_as_of": [pd.Timestamp(instant)] * len(rows),
+                "summarizer_version": ["s-x"] * len(rows),
+                "events_folded": [3] * len(rows),
+                "state": [b"\x00" * 8] * len(rows),
             }
         )
     ).withColumn("state_checksum", checksum())
     plan = refresh_plan(histories, previous, "s-x").toPandas().set_index("user_id")
     assert plan.how.to_dict() == {1: REFRESHED, 2: REBUILT_HISTORY, 3: REBUILT_HISTORY,
-                                  4: ADVANCED}  # fmt: skip
+                                  4: ADVANCED, 5: REFRESHED}  # fmt: skip
+    assert list(plan.loc[5, "item_ids"]) == [4]  # the new event, and the one to subtract
+    assert list(plan.loc[5, "dropped_item_ids"]) == [1]
     assert list(plan.loc[1, "item_ids"]) == [4]  # only the new event is read
     assert list(plan.loc[4, "item_ids"]) == []
     assert list(plan.loc[2, "item_ids"]) == [1, 9, 2, 3]  # the whole history

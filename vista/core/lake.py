@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import Field as DeltaField
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError
 from deltalake.fs import DeltaStorageHandler
@@ -246,13 +247,15 @@ def spark_read(spark, path: Location, version: int | None = None):
     """A Spark DataFrame over one Delta snapshot (partition columns included)."""
     table = open_table(path, version)
     uris = [spark_uri(uri) for uri in table.file_uris()]
-    schema = pa.schema(table.schema().to_arrow())
-    if not uris:
-        from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql.pandas.types import from_arrow_schema
 
-        return spark.createDataFrame([], from_arrow_schema(schema))
+    schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
+    if not uris:
+        return spark.createDataFrame([], schema)
     require_spark_connector(spark, path)
-    return spark.read.option("basePath", spark_uri(table.table_uri)).parquet(*uris)
+    # the table's schema, not the files': a column added after older partitions were
+    # written (``_add_new_columns``) reads as null there instead of vanishing
+    return spark.read.schema(schema).option("basePath", spark_uri(table.table_uri)).parquet(*uris)
 
 
 def _add_action(fs: pa_fs.FileSystem, file: str, partition_values: dict[str, str]) -> AddAction:
@@ -344,6 +347,8 @@ def commit_staged_partition(
     props = CommitProperties(custom_metadata=metadata)
 
     def replace() -> None:
+        if table_exists(path):
+            _add_new_columns(path, data_schema)
         if not table_exists(path):  # a writer that loses this race retries as a replace
             create_table_with_add_actions(
                 table_uri(path), schema, actions, mode="append", partition_by=[partition_col],
@@ -361,6 +366,16 @@ def commit_staged_partition(
 
     with_commit_retries(replace)
     return open_table(path).version()
+
+
+def _add_new_columns(path: Location, data_schema: pa.Schema) -> None:
+    """Columns the new partition's files have and the table has not yet, added (nullable)
+    to the table's schema first: a table written before a column existed keeps working,
+    its older partitions reading the column as null."""
+    have = {field.name for field in open_table(path).schema().fields}
+    new = [DeltaField.from_arrow(f.with_nullable(True)) for f in data_schema if f.name not in have]
+    if new:
+        open_table(path).alter.add_columns(new)
 
 
 def _arrow_schema_of_spark(spark_schema) -> pa.Schema:

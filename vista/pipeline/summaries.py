@@ -46,6 +46,10 @@ from vista.state import (
     write_json,
 )
 
+# up to this many users, a snapshot's per-user plan columns (tens of bytes a user) are
+# broadcast to the histories rather than both sides shuffled
+BROADCAST_MAX_USERS = 2_000_000
+
 
 def train_summarizer(
     cfg: VistaConfig, as_of: Snapshot, progress: bool = True, retrain: bool = False
@@ -101,7 +105,7 @@ def summarize(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str
     with the new ``as_of``); everyone else, and everyone after a version change, is
     summarized from the whole history."""
     from models.summarizer import load_checkpoint
-    from spark_jobs.summarize import carry_over_summaries, summarize_histories
+    from spark_jobs.summarize import carry_over_summaries, summarize_histories, without_users
     from spark_jobs.summary_states import summaries_from_states
 
     current = current_summarizer(cfg)
@@ -136,7 +140,7 @@ def summarize(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dict[str
     if previous is not None:
         earlier = lake.spark_read(spark, path).where(f"{PARTITION_COL} = '{previous}'")
         carried = carry_over_summaries(histories, earlier, current["version"], as_of, codec)
-        to_summarize = histories.join(carried.select("user_id"), "user_id", "left_anti")
+        to_summarize = without_users(histories, carried)
     summaries = summarize_histories(
         to_summarize, Path(current["path"]), current["version"], as_of, codec
     )
@@ -206,11 +210,12 @@ def refresh_states(cfg: VistaConfig, as_of: Snapshot, full: bool = False) -> dic
     histories = lake.spark_read(spark, histories_path).where(
         f"{PARTITION_COL} = '{as_of.iso}' AND history_length >= {min_events}"
     )
-    earlier = None
+    earlier, broadcast = None, True
     if previous is not None:
         earlier = lake.spark_read(spark, path).where(f"{PARTITION_COL} = '{previous}'")
+        broadcast = _state_counts(path, Snapshot.of(previous))["users"] <= BROADCAST_MAX_USERS
     started = time.perf_counter()
-    plan = refresh_plan(histories, earlier, current["version"])
+    plan = refresh_plan(histories, earlier, current["version"], broadcast)
     states = refresh(plan, Path(current["path"]), current["version"], as_of)
     version = lake.spark_replace_partition(
         states, path, PARTITION_COL, as_of.iso,
