@@ -160,13 +160,14 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="rebuild the bench lake")
     parser.add_argument("--train-steps", type=int, default=20)
     args = parser.parse_args()
+    made_at = provenance()  # before this run's own files change the tree
     result = run(args.profile, args.fresh, args.train_steps)
     table = render(result)
     print(table)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     name = f"refresh_pipeline-{args.profile}"
     (RESULTS_DIR / f"{name}.md").write_text(table)
-    payload = {**result, **provenance()}
+    payload = {**result, **made_at}
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
 
 

@@ -200,8 +200,9 @@ def main() -> None:
 
         stem = RESULTS_DIR / f"summarizer-{args.profile}-{args.device}-k{args.seeds}-d{args.dim}"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        made_at = provenance()  # before this run's own files change the tree
         stem.with_suffix(".md").write_text(table)
-        stem.with_suffix(".json").write_text(json.dumps({**payload, **provenance()}, indent=2))
+        stem.with_suffix(".json").write_text(json.dumps({**payload, **made_at}, indent=2))
         print(f"wrote {stem}.md and .json")
         return
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,10 @@ def provenance() -> dict[str, Any]:
         accelerator = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:
         accelerator = None
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # the result files themselves do not count: a rerun rewrites its own committed
+    # result, and the code that produced it is still the commit's
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  ":(exclude)docs/results", ":(exclude)README.md", ":(exclude)docs/SCALE.md")  # fmt: skip
     return {
         "machine": {
             "platform": platform.platform(),
