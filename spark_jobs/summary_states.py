@@ -92,8 +92,8 @@ def refresh_plan(
         "user_id",
         *(F.col(c).alias(f"prev_{c}") for c in ("state_as_of", "events_folded")),
         F.lit(True).alias("has_state"),
-        ((F.col("summarizer_version") == F.lit(version))
-         & (F.col("state_checksum") == checksum())).alias("state_intact"),
+        F.coalesce((F.col("summarizer_version") == F.lit(version))
+                   & (F.col("state_checksum") == checksum()), F.lit(False)).alias("state_intact"),
     )  # fmt: skip
     joined = rows.join(F.broadcast(prev) if broadcast else prev, "user_id", "left")
     n, instant = F.col("history_length"), F.unix_micros("prev_state_as_of")
@@ -102,13 +102,16 @@ def refresh_plan(
     # boundary below and is folded anew
     n_dropped = F.when(dropped_ts.isNull(), F.lit(0)).otherwise(F.size(dropped_ts)).cast("long")
     kept = F.col("prev_events_folded") - n_dropped  # folded events still in the history
-    # element_at is 1-based: the last kept folded event, and the first one after it
-    starts_with_folded = (
+    # 1-based: the last kept folded event, and the first one after it (try_: null, not an
+    # error, out of range; a null anywhere means "not shown to be the same history")
+    at = lambda i: F.try_element_at(ts, i.cast("int"))  # noqa: E731
+    starts_with_folded = F.coalesce(
         (kept >= 0)
         & (kept <= n)
-        & ((kept == 0) | (F.element_at(ts, F.greatest(kept, F.lit(1)).cast("int")) < instant))
-        & ((kept == n) | (F.element_at(ts, (kept + 1).cast("int")) >= instant))
-        & ((n_dropped == 0) | (F.array_max(dropped_ts) < instant))
+        & ((kept == 0) | (at(F.greatest(kept, F.lit(1))) < instant))
+        & ((kept == n) | (at(kept + 1) >= instant))
+        & ((n_dropped == 0) | (F.array_max(dropped_ts) < instant)),
+        F.lit(False),
     )
     how = (
         F.when(F.col("has_state").isNull(), F.lit(NEW))
