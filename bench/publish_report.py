@@ -9,6 +9,7 @@ the tables a reader of the README needs: AUC by bucket, VISTA minus each model, 
 targets, the headroom captured and the world's headroom.
 
     .venv/bin/python bench/publish_report.py --profile lifelong
+    .venv/bin/python bench/publish_report.py --profile local --ablations --command "..."
     .venv/bin/python bench/readme_results.py        # then the README's sections
 """
 
@@ -97,6 +98,29 @@ def publish_probes(folder: Path, profile: str, command: str) -> int:
     return 0
 
 
+def publish_ablations(folder: Path, profile: str, command: str) -> int:
+    """docs/results/ablations-<profile>.{json,md} from the snapshot's ablations.json."""
+    from vista.ablations import render_ablations
+
+    source = folder / "ablations.json"
+    if not source.exists():
+        print(f"error: no ablations in {folder}: run `vista ablate -p {profile}` first",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    found = json.loads(source.read_text())
+    origin = found.get("provenance") or provenance()
+    name = f"ablations-{profile}"
+    (RESULTS_DIR / f"{name}.json").write_text(
+        json.dumps({**origin, "command": command, **found}, indent=1, default=str) + "\n"
+    )
+    head = (f"`{command}` (profile `{profile}`; {origin_text(origin)}; "
+            "`bench/publish_report.py --ablations`)")  # fmt: skip
+    body = re.sub(r"^#+ (.+)$", r"**\1.**", render_ablations(found).strip(), flags=re.M)
+    (RESULTS_DIR / f"{name}.md").write_text(f"{head}\n\n{body}\n")
+    print(f"wrote {RESULTS_DIR / name}.json and .md")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="lifelong")
@@ -106,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", default="make report", help="what produced the report")
     parser.add_argument("--probes", action="store_true",
                         help="publish the snapshot's probes.md (vista probe) instead")  # fmt: skip
+    parser.add_argument("--ablations", action="store_true",
+                        help="publish the snapshot's ablations (vista ablate) instead")  # fmt: skip
     args = parser.parse_args(argv)
     cfg = load_config(args.profile)
     from vista import pipeline
@@ -113,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = report_dir(cfg, Snapshot.of(args.as_of or pipeline.default_as_of(cfg)))
     if args.probes:
         return publish_probes(folder, cfg.profile, args.command)
+    if args.ablations:
+        return publish_ablations(folder, cfg.profile, args.command)
     report_md, evaluation_json = folder / "report.md", folder / "evaluation.json"
     if not report_md.exists() or not evaluation_json.exists():
         print(f"error: no report in {folder}: run `vista evaluate-and-report -p {args.profile}` "

@@ -77,7 +77,11 @@ def refresh_plan(
     columns (about 40 bytes a user) to the histories instead of shuffling both; off
     where the states outnumber what an executor holds."""
     empty = F.array().cast("array<long>")
-    rows = histories.select("user_id", "history_length", *ARRAY_COLUMNS, *DROPPED_COLUMNS)
+    # histories written before the table named its cuts: unknown (null), as a full build's
+    unknown = F.lit(None).cast("array<long>")
+    dropped_columns = [F.col(c) if c in histories.columns else unknown.alias(c)
+                       for c in DROPPED_COLUMNS]  # fmt: skip
+    rows = histories.select("user_id", "history_length", *ARRAY_COLUMNS, *dropped_columns)
     if previous is None:
         return rows.select(
             "user_id", "history_length", F.lit(NEW).alias("how"), *ARRAY_COLUMNS,

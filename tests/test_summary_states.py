@@ -224,6 +224,11 @@ def test_the_plan_folds_a_history_anew_when_it_no_longer_starts_with_the_folded_
     assert list(plan.loc[2, "item_ids"]) == [1, 9, 2, 3]  # the whole history
     assert plan.loc[1, "prev_as_of_us"] == at
     assert plan.loc[2, "prev_state"] is None
+    # histories written before the dropped columns existed (an older lake): a cut is
+    # unknown, so the incrementally cut user is folded anew; the others are as before
+    older = histories.drop("dropped_item_ids", "dropped_categories", "dropped_event_timestamps")
+    plan_old = refresh_plan(older, previous, "s-x").toPandas().set_index("user_id")
+    assert plan_old.how.to_dict() == {**plan.how.to_dict(), 5: REBUILT_HISTORY}
     # another version's row is never reused
     other = refresh_plan(histories, previous, "s-y").toPandas()
     assert set(other.how) == {REBUILT_CORRUPT}

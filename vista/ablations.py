@@ -274,7 +274,10 @@ def render_ablations(result: dict) -> str:
 def write_ablations(folder: Path, result: dict) -> dict[str, str]:
     """ablations.md, ablations.json and (when kept) the arms' predictions.parquet."""
     folder.mkdir(parents=True, exist_ok=True)
+    from vista.provenance import provenance
+
     measured = {k: v for k, v in result.items() if k != "predictions"}
+    measured.setdefault("provenance", provenance())
     files = {"ablations": str(folder / "ablations.md"), "json": str(folder / "ablations.json")}
     if result.get("predictions") is not None:
         # beside the report's own predictions.parquet, so a name of its own
