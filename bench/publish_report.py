@@ -73,49 +73,32 @@ def render(report: str, evaluation: dict, origin: dict, profile: str, command: s
     return "\n\n".join(blocks) + "\n"
 
 
-def publish_probes(folder: Path, profile: str, command: str) -> int:
-    """docs/results/probes-<profile>.{json,md} from the snapshot's probes.json."""
+def publish_run(folder: Path, kind: str, profile: str, command: str) -> int:
+    """docs/results/<kind>-<profile>.{json,md} from the snapshot's <kind>.json: the probes
+    (``vista probe``) or the ablations (``vista ablate``), rendered as their command does,
+    headings made bold lines so the README's sections stay flat."""
+    from vista.ablations import render_ablations
     from vista.probing import render_probe_section
 
-    source = folder / "probes.json"
+    render, step = {"probes": (render_probe_section, "probe"),
+                    "ablations": (render_ablations, "ablate")}[kind]  # fmt: skip
+    source = folder / f"{kind}.json"
     if not source.exists():
-        print(
-            f"error: no probes in {folder}: run `vista probe -p {profile}` first", file=sys.stderr
-        )
-        return 2
-    found = json.loads(source.read_text())
-    origin = found.get("provenance") or provenance()
-    name = f"probes-{profile}"
-    (RESULTS_DIR / f"{name}.json").write_text(
-        json.dumps({**origin, "command": command, **found}, indent=1, default=str) + "\n"
-    )
-    head = (f"`{command}` (profile `{profile}`, snapshot {found['as_of']}, summarizer "
-            f"{found['summarizer_version']}; {origin_text(origin)}; "
-            "`bench/publish_report.py --probes`)")  # fmt: skip
-    section = re.sub(r"^## (.+)$", r"**\1.**", render_probe_section(found).strip(), flags=re.M)
-    (RESULTS_DIR / f"{name}.md").write_text(f"{head}\n\n{section}\n")
-    print(f"wrote {RESULTS_DIR / name}.json and .md")
-    return 0
-
-
-def publish_ablations(folder: Path, profile: str, command: str) -> int:
-    """docs/results/ablations-<profile>.{json,md} from the snapshot's ablations.json."""
-    from vista.ablations import render_ablations
-
-    source = folder / "ablations.json"
-    if not source.exists():
-        print(f"error: no ablations in {folder}: run `vista ablate -p {profile}` first",
+        print(f"error: no {kind} in {folder}: run `vista {step} -p {profile}` first",
               file=sys.stderr)  # fmt: skip
         return 2
     found = json.loads(source.read_text())
     origin = found.get("provenance") or provenance()
-    name = f"ablations-{profile}"
+    name = f"{kind}-{profile}"
     (RESULTS_DIR / f"{name}.json").write_text(
         json.dumps({**origin, "command": command, **found}, indent=1, default=str) + "\n"
     )
-    head = (f"`{command}` (profile `{profile}`; {origin_text(origin)}; "
-            "`bench/publish_report.py --ablations`)")  # fmt: skip
-    body = re.sub(r"^#+ (.+)$", r"**\1.**", render_ablations(found).strip(), flags=re.M)
+    what = [f"profile `{profile}`", f"snapshot {found['as_of']}"]
+    if found.get("summarizer_version"):
+        what.append(f"summarizer {found['summarizer_version']}")
+    head = (f"`{command}` ({', '.join(what)}; {origin_text(origin)}; "
+            f"`bench/publish_report.py --{kind}`)")  # fmt: skip
+    body = re.sub(r"^#+ (.+)$", r"**\1.**", render(found).strip(), flags=re.M)
     (RESULTS_DIR / f"{name}.md").write_text(f"{head}\n\n{body}\n")
     print(f"wrote {RESULTS_DIR / name}.json and .md")
     return 0
@@ -137,10 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     from vista import pipeline
 
     folder = report_dir(cfg, Snapshot.of(args.as_of or pipeline.default_as_of(cfg)))
-    if args.probes:
-        return publish_probes(folder, cfg.profile, args.command)
-    if args.ablations:
-        return publish_ablations(folder, cfg.profile, args.command)
+    for kind in ("probes", "ablations"):
+        if getattr(args, kind):
+            return publish_run(folder, kind, cfg.profile, args.command)
     report_md, evaluation_json = folder / "report.md", folder / "evaluation.json"
     if not report_md.exists() or not evaluation_json.exists():
         print(f"error: no report in {folder}: run `vista evaluate-and-report -p {args.profile}` "
